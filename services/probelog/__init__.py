@@ -1,0 +1,3 @@
+"""ProbeLog search: zero-shot model search by text-to-logit matching."""
+
+__version__ = "0.1.0"

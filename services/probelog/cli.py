@@ -1,0 +1,339 @@
+"""The ``probelog`` command: run services, index models, search, inspect.
+
+    probelog serve --embedded --world .data/world-tiny --port 50051
+    probelog serve orchestrator --ranker-addresses host1:50055,host2:50055
+    probelog index --all
+    probelog search "red striped circle" --top-k 10
+    probelog models
+
+Service settings come from the environment (``PROBELOG_<NAME>``); every setting also has a flag
+(``--store-url``, ``--clip-model``, ...), which wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+import typing
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from probelog.common.errors import ProbeLogError
+from probelog.common.runtime import configure_logging
+from probelog.common.settings import Settings
+
+DEFAULT_ADDRESS = "localhost:50051"
+
+
+def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, Any, None]]]]:
+    # Imported here: each service pulls in only its own dependencies.
+    from probelog import embedded
+    from probelog.clip_encoder import config as encoder_config
+    from probelog.clip_encoder import main as encoder_main
+    from probelog.descriptor_store import config as store_config
+    from probelog.descriptor_store import main as store_main
+    from probelog.orchestrator import config as orchestrator_config
+    from probelog.orchestrator import main as orchestrator_main
+    from probelog.probe_runner import config as runner_config
+    from probelog.probe_runner import main as runner_main
+    from probelog.ranker import config as ranker_config
+    from probelog.ranker import main as ranker_main
+
+    return {
+        "orchestrator": (orchestrator_config.OrchestratorSettings, orchestrator_main.serve),
+        "probe-runner": (runner_config.RunnerSettings, runner_main.serve),
+        "clip-encoder": (encoder_config.EncoderSettings, encoder_main.serve),
+        "descriptor-store": (store_config.StoreSettings, store_main.serve),
+        "ranker": (ranker_config.RankerSettings, ranker_main.serve),
+        "embedded": (embedded.EmbeddedSettings, embedded.serve),
+    }
+
+
+SERVICE_NAMES = ("orchestrator", "probe-runner", "clip-encoder", "descriptor-store", "ranker")
+DEFAULT_PORTS = {
+    "orchestrator": 50051,
+    "probe-runner": 50052,
+    "clip-encoder": 50053,
+    "descriptor-store": 50054,
+    "ranker": 50055,
+    "embedded": 50051,
+}
+
+
+def _serve(args: argparse.Namespace) -> int:
+    service = "embedded" if args.embedded else args.service
+    if service is None:
+        print("error: name a service or pass --embedded", file=sys.stderr)
+        return 2
+    settings_cls, serve = _services()[service]
+    names = {f.name for f in dataclasses.fields(settings_cls)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    if args.port is not None:
+        overrides["listen_address"] = f"{args.host}:{args.port}"
+    try:
+        settings = settings_cls.from_env(overrides)
+    except (ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(serve(settings, ready_file=args.ready_file or ""))
+    except ProbeLogError as exc:
+        logging.getLogger("probelog").error("cannot start %s: %s", service, exc)
+        return 1
+    except OSError as exc:
+        logging.getLogger("probelog").error("cannot start %s: %s", service, exc)
+        return 1
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from probelog.client import ProbeLogClient
+
+    return ProbeLogClient(args.address)
+
+
+def _run_client(args: argparse.Namespace, action: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
+    async def main() -> int:
+        async with _client(args) as client:
+            return await action(client)
+
+    try:
+        return asyncio.run(main())
+    except ProbeLogError as exc:
+        print(f"error: {exc.code.name}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _index(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    async def action(client: Any) -> int:
+        names = [str(Path(n).resolve()) if os.path.exists(n) else n for n in args.models]
+        if args.all:
+            source = await client.source_models(probe_set_id=args.probe_set)
+            names += [m.model_name for m in source if args.reindex or not m.indexed]
+            if not names:
+                print(f"all {len(source)} models are indexed already (--reindex to redo)", file=sys.stderr)
+                return 0
+        if not names:
+            print("error: name models to index, or pass --all", file=sys.stderr)
+            return 2
+        failed = 0
+        with tqdm(names, desc="indexing", unit="model", file=sys.stderr, disable=args.quiet) as bar:
+            for name in bar:
+                bar.set_postfix_str(Path(name).name)
+                try:
+                    response = await client.index(name, probe_set_id=args.probe_set)
+                except ProbeLogError as exc:
+                    failed += 1
+                    tqdm.write(f"  {name}: {exc.code.name}: {exc}", file=sys.stderr)
+                    continue
+                model = response.model
+                tqdm.write(
+                    f"  {model.model_id}: {model.n_logits} logits, "
+                    f"{response.timings.total_us / 1e6:.2f} s, {response.images_per_second:.0f} probes/s"
+                    + ("" if response.searchable else " (stored, not yet searchable)"),
+                    file=sys.stderr,
+                )
+        print(f"indexed {len(names) - failed} of {len(names)} models", file=sys.stderr)
+        return 1 if failed else 0
+
+    return _run_client(args, action)
+
+
+def _load_truth(path: str) -> dict[str, list[str]]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    models = data.get("models", data)
+    return {mid: list(m.get("concepts", [])) for mid, m in models.items()}
+
+
+def _search(args: argparse.Namespace) -> int:
+    if bool(args.text) == bool(args.image):
+        print("error: give a concept text or --image files (not both)", file=sys.stderr)
+        return 2
+
+    async def action(client: Any) -> int:
+        response = await client.search(
+            args.text,
+            images=args.image or (),
+            top_k=args.top_k,
+            one_hit_per_model=args.one_per_model,
+            include=args.include or (),
+            exclude=args.exclude or (),
+            probe_set_id=args.probe_set,
+        )
+        truth = _load_truth(args.truth) if args.truth else {}
+        if args.json:
+            from google.protobuf import json_format
+
+            print(json_format.MessageToJson(response))
+            return 0
+        query = args.text if args.text else f"{len(args.image)} image(s)"
+        print(
+            f"{query!r}: {len(response.hits)} hits among {response.n_logits_searched} logits of "
+            f"{response.n_models_searched} models ({response.timings.total_us / 1000:.1f} ms)"
+            + ("  [PARTIAL: some shards did not answer]" if response.partial else "")
+        )
+        header = f"{'rank':>4}  {'model':<24} {'logit':>5}  {'score':>8}  {'distance':>8}  label"
+        if truth:
+            header += "  |  ground truth (evaluation only)"
+        print(header)
+        for hit in response.hits:
+            line = (
+                f"{hit.rank:>4}  {hit.model_id:<24} {hit.logit_index:>5}  {hit.score:>8.3f}  "
+                f"{hit.distance:>8.3f}  {hit.label or '-'}"
+            )
+            if truth:
+                concepts = truth.get(hit.model_id, [])
+                line += "  |  " + (concepts[hit.logit_index] if hit.logit_index < len(concepts) else "?")
+            print(line)
+        return 0
+
+    return _run_client(args, action)
+
+
+def _models(args: argparse.Namespace) -> int:
+    async def action(client: Any) -> int:
+        models = await client.models(probe_set_id=args.probe_set)
+        if args.json:
+            from google.protobuf import json_format
+
+            print(json.dumps([json_format.MessageToDict(m) for m in models], indent=2))
+            return 0
+        print(f"{'model':<28} {'logits':>6}  {'source':<28} indexed")
+        for m in models:
+            print(
+                f"{m.model_id:<28} {m.n_logits:>6}  {m.source.model_name[-28:]:<28} "
+                f"{m.indexed_at.ToDatetime().isoformat(timespec='seconds')}"
+            )
+        print(f"{len(models)} models, {sum(m.n_logits for m in models)} logits", file=sys.stderr)
+        return 0
+
+    return _run_client(args, action)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    async def action(client: Any) -> int:
+        for model_id in args.model_ids:
+            await client.delete_model(model_id, probe_set_id=args.probe_set)
+            print(f"deleted {model_id}")
+        return 0
+
+    return _run_client(args, action)
+
+
+def _probe_sets(args: argparse.Namespace) -> int:
+    async def action(client: Any) -> int:
+        response = await client.probe_sets()
+        for p in response.probe_sets:
+            mark = "*" if p.probe_set_id == response.default_probe_set_id else " "
+            print(f"{mark} {p.probe_set_id}  {p.name:<24} {p.n_probes:>6} probes  {p.height}x{p.width}")
+        return 0
+
+    return _run_client(args, action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="probelog", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a service, or all of them in one process (--embedded)")
+    serve.add_argument("service", nargs="?", choices=SERVICE_NAMES)
+    serve.add_argument("--embedded", action="store_true", help="all five services in one process")
+    serve.add_argument("--host", default="[::]", help="interface to bind (default [::])")
+    serve.add_argument("--port", type=int, help="port to bind (0: any free port); default per service")
+    serve.add_argument("--ready-file", help="write the bound port here once serving")
+    # Every service's settings are accepted; each service reads the ones it has.
+    seen: set[str] = set()
+    for settings_cls, _ in _services().values():
+        _add_settings_flags(serve, settings_cls, seen)
+    serve.set_defaults(func=_serve)
+
+    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(
+            "--address", default=os.environ.get("PROBELOG_ADDRESS", DEFAULT_ADDRESS),
+            help=f"SearchService host:port (env PROBELOG_ADDRESS; default {DEFAULT_ADDRESS})",
+        )
+        p.add_argument("--probe-set", default="", help="probe-set id or name (default: the server's)")
+        return p
+
+    index = client_parser("index", "probe models and make them searchable")
+    index.add_argument("models", nargs="*", help="model names known to the runner, or model paths (embedded)")
+    index.add_argument("--all", action="store_true", help="every model the runner serves that is not indexed yet")
+    index.add_argument("--reindex", action="store_true", help="with --all: also models indexed already")
+    index.add_argument("--quiet", action="store_true", help="no progress bar")
+    index.set_defaults(func=_index)
+
+    search = client_parser("search", "find the models (and logits) that recognise a concept")
+    search.add_argument("text", nargs="?", help='a concept, e.g. "golden retriever"')
+    search.add_argument("--image", action="append", help="an example image of the concept (repeatable)")
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--one-per-model", action="store_true", help="each model once, through its best logit")
+    search.add_argument("--include", action="append", help="only this model id (repeatable)")
+    search.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
+    search.add_argument("--truth", help="a ground-truth JSON to print beside hits (evaluation only)")
+    search.add_argument("--json", action="store_true", help="print the response as JSON")
+    search.set_defaults(func=_search)
+
+    models = client_parser("models", "list indexed models")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=_models)
+
+    delete = client_parser("delete", "remove models from the index")
+    delete.add_argument("model_ids", nargs="+")
+    delete.set_defaults(func=_delete)
+
+    probe_sets = client_parser("probe-sets", "list registered probe sets (* marks the default)")
+    probe_sets.set_defaults(func=_probe_sets)
+
+    try:
+        from probelog.world import cli as world_cli
+    except ImportError:
+        world_cli = None  # type: ignore[assignment]
+    if world_cli is not None and hasattr(world_cli, "register"):
+        world_cli.register(sub)
+    try:
+        from probelog import bench as bench_cli
+    except ImportError:
+        bench_cli = None  # type: ignore[assignment]
+    if bench_cli is not None and hasattr(bench_cli, "register"):
+        bench_cli.register(sub)
+    return parser
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], seen: set[str]) -> None:
+    """A flag per settings field not added yet (``store_url`` -> ``--store-url``)."""
+    hints = typing.get_type_hints(cls)
+    fresh = [f for f in dataclasses.fields(cls) if f.name not in seen]
+    seen.update(f.name for f in fresh)
+    for field in fresh:
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        help_text = f"env PROBELOG_{field.name.upper()}"
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(
+                flag, dest=field.name, default=None, help=help_text + " (comma-separated)",
+                type=lambda v: tuple(p.strip() for p in v.split(",") if p.strip()),
+            )
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, default=None, help=help_text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""A small Python client for the public SearchService.
+
+    async with ProbeLogClient("localhost:50051") as client:
+        await client.index("hub-0003")
+        response = await client.search("red striped circle", top_k=5)
+        for hit in response.hits:
+            print(hit.rank, hit.model_id, hit.logit_index, hit.score)
+
+Errors arrive as the domain exceptions of :mod:`probelog.common.errors` (NotFound,
+InvalidArgument, Unavailable, ...), each with the server's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from probelog.common.client import remote_errors
+from probelog.common.server import TlsFiles, create_channel
+from probelog.v1 import clip_encoder_pb2, search_pb2, types_pb2
+from probelog.v1 import search_pb2_grpc as pb_grpc
+
+
+class ProbeLogClient:
+    """Async client of SearchService.
+
+    Parameters
+    ----------
+    address : str
+        host:port of the orchestrator (or an embedded server).
+    tls : TlsFiles, optional
+        CA file to verify a TLS server.
+    timeout_s : float
+        Default deadline of each call; indexing gets ``index_timeout_s``.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        tls: TlsFiles | None = None,
+        timeout_s: float = 30.0,
+        index_timeout_s: float = 900.0,
+    ) -> None:
+        self.address = address
+        self._channel = create_channel(address, tls)
+        self._stub = pb_grpc.SearchServiceStub(self._channel)
+        self.timeout_s = timeout_s
+        self.index_timeout_s = index_timeout_s
+
+    async def __aenter__(self) -> ProbeLogClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def search(
+        self,
+        text: str | None = None,
+        *,
+        images: Sequence[bytes | str | Path] = (),
+        top_k: int = 10,
+        one_hit_per_model: bool = False,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        probe_set_id: str = "",
+        prompt_templates: Sequence[str] = (),
+    ) -> search_pb2.SearchResponse:
+        """Search by concept text, or by example images (bytes or file paths)."""
+        request = search_pb2.SearchRequest(
+            top_k=top_k,
+            one_hit_per_model=one_hit_per_model,
+            include_model_ids=list(include),
+            exclude_model_ids=list(exclude),
+            probe_set_id=probe_set_id,
+            prompt_templates=list(prompt_templates),
+        )
+        if text is not None:
+            request.text = text
+        else:
+            data = [i if isinstance(i, bytes) else Path(i).read_bytes() for i in images]
+            request.images.CopyFrom(clip_encoder_pb2.ImageSet(images=data))
+        with remote_errors(self.address):
+            return await self._stub.Search(request, timeout=self.timeout_s)
+
+    async def index(
+        self,
+        model_name: str,
+        *,
+        model_id: str = "",
+        model_version: str = "",
+        probe_set_id: str = "",
+        labels: Sequence[str] = (),
+        metadata: dict[str, str] | None = None,
+    ) -> search_pb2.IndexModelResponse:
+        request = search_pb2.IndexModelRequest(
+            model_name=model_name,
+            model_id=model_id,
+            model_version=model_version,
+            probe_set_id=probe_set_id,
+            labels=list(labels),
+            metadata=metadata or {},
+        )
+        with remote_errors(self.address):
+            return await self._stub.IndexModel(request, timeout=self.index_timeout_s)
+
+    async def models(self, *, probe_set_id: str = "", page_size: int = 500) -> list[types_pb2.ModelInfo]:
+        """Every indexed model of a probe set (all pages)."""
+        out: list[types_pb2.ModelInfo] = []
+        token = ""
+        while True:
+            with remote_errors(self.address):
+                response = await self._stub.ListModels(
+                    search_pb2.ListModelsRequest(probe_set_id=probe_set_id, page_size=page_size, page_token=token),
+                    timeout=self.timeout_s,
+                )
+            out.extend(response.models)
+            token = response.next_page_token
+            if not token:
+                return out
+
+    async def get_model(self, model_id: str, *, probe_set_id: str = "") -> types_pb2.ModelInfo:
+        with remote_errors(self.address):
+            response = await self._stub.GetModel(
+                search_pb2.GetModelRequest(model_id=model_id, probe_set_id=probe_set_id), timeout=self.timeout_s
+            )
+        return response.model
+
+    async def delete_model(self, model_id: str, *, probe_set_id: str = "") -> None:
+        with remote_errors(self.address):
+            await self._stub.DeleteModel(
+                search_pb2.DeleteModelRequest(model_id=model_id, probe_set_id=probe_set_id), timeout=self.timeout_s
+            )
+
+    async def probe_sets(self) -> search_pb2.ListProbeSetsResponse:
+        with remote_errors(self.address):
+            return await self._stub.ListProbeSets(search_pb2.ListProbeSetsRequest(), timeout=self.timeout_s)
+
+    async def source_models(self, *, probe_set_id: str = "") -> list[search_pb2.SourceModel]:
+        """Models the probe runner serves, each marked indexed or not."""
+        with remote_errors(self.address):
+            response = await self._stub.ListSourceModels(
+                search_pb2.ListSourceModelsRequest(probe_set_id=probe_set_id), timeout=self.timeout_s
+            )
+        return list(response.models)

@@ -1,0 +1,1 @@
+"""ClipEncoderService: CLIP embeddings, probe-set embeddings and query descriptors."""

@@ -1,0 +1,197 @@
+"""The roles the services play for each other, as Protocols.
+
+Each role has an in-process implementation (the service's own class) and a gRPC client that
+implements the same Protocol, so the orchestrator composes either: embedded mode passes the
+objects, service mode passes the clients. Metadata travels as the probelog.v1 messages
+(``ModelInfo``, ``ProbeSetInfo``, ``ServedModel``, ``Hit``); arrays as numpy.
+
+Every method that may wait on another process takes ``timeout`` (seconds, None for no limit),
+derived from the caller's deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from probelog.core.distance import LogitEntries
+from probelog.v1 import probe_runner_pb2, types_pb2
+
+
+@dataclass(frozen=True)
+class ImageQuery:
+    """A concept given as a few example images (encoded PNG/JPEG bytes)."""
+
+    images: tuple[bytes, ...]
+
+
+#: A concept: its text, or example images.
+Concept = str | ImageQuery
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """A model's raw responses to a probe set."""
+
+    model: probe_runner_pb2.ServedModel
+    logits: npt.NDArray[np.float32]  # (n_probes, n_logits)
+    images_per_second: float
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model as the store holds it; ``entries``/``offsets`` are None unless requested."""
+
+    info: types_pb2.ModelInfo
+    entries: LogitEntries | None = None
+    offsets: npt.NDArray[np.float32] | None = None
+
+
+class ChangeKind(Enum):
+    PUT = 1
+    DELETE = 2
+    RESET = 3  # the store cannot replay from the requested point: reload everything
+
+
+@dataclass(frozen=True)
+class Change:
+    sequence: int
+    kind: ChangeKind
+    probe_set_id: str = ""
+    model_id: str = ""
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """Hits per query, and how much of the index answered."""
+
+    hits: list[list[types_pb2.Hit]]
+    n_logits_searched: int
+    n_models_searched: int
+    partial: bool = False
+    shards_answered: int = 1
+    shards_total: int = 1
+    missing_shards: list[str] = field(default_factory=list)
+
+
+class DescriptorStore(Protocol):
+    """Probe sets, model metadata and logit descriptors. Writes of a model are atomic."""
+
+    async def put_probe_set(
+        self, name: str, images: npt.NDArray[np.uint8], *, timeout: float | None = None
+    ) -> tuple[types_pb2.ProbeSetInfo, bool]:
+        """Register a probe set; returns its info and whether it was new."""
+        ...
+
+    async def probe_set_info(
+        self, probe_set_id: str, *, timeout: float | None = None
+    ) -> types_pb2.ProbeSetInfo:
+        """A registered probe set's header; NotFound otherwise."""
+        ...
+
+    async def get_probe_set(
+        self, probe_set_id: str, *, timeout: float | None = None
+    ) -> tuple[types_pb2.ProbeSetInfo, npt.NDArray[np.uint8]]: ...
+
+    async def list_probe_sets(
+        self, *, timeout: float | None = None
+    ) -> list[types_pb2.ProbeSetInfo]: ...
+
+    async def put_model(
+        self,
+        info: types_pb2.ModelInfo,
+        entries: LogitEntries,
+        offsets: npt.NDArray[np.float32],
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        """Write a model atomically, replacing an earlier version; returns the change sequence."""
+        ...
+
+    async def get_model(
+        self,
+        probe_set_id: str,
+        model_id: str,
+        *,
+        include_descriptors: bool = False,
+        timeout: float | None = None,
+    ) -> StoredModel: ...
+
+    async def list_models(
+        self,
+        probe_set_id: str,
+        *,
+        page_size: int = 100,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> tuple[list[types_pb2.ModelInfo], str]: ...
+
+    async def delete_model(
+        self, probe_set_id: str, model_id: str, *, timeout: float | None = None
+    ) -> int: ...
+
+    async def current_sequence(self, *, timeout: float | None = None) -> int:
+        """Sequence number of the latest change (0 before the first)."""
+        ...
+
+    def watch(self, after_sequence: int = 0) -> AsyncIterator[Change]:
+        """Changes after ``after_sequence``, then new ones as they happen."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ProbeRunnerPort(Protocol):
+    async def list_models(
+        self, *, ready_only: bool = False, timeout: float | None = None
+    ) -> list[probe_runner_pb2.ServedModel]: ...
+
+    async def probe(
+        self,
+        model_name: str,
+        model_version: str,
+        probe_set_id: str,
+        *,
+        batch_size: int = 0,
+        timeout: float | None = None,
+    ) -> ProbeResult: ...
+
+
+class EncoderPort(Protocol):
+    async def encoder_id(self, *, timeout: float | None = None) -> str:
+        """Changes whenever embeddings would change (model, weights, default templates)."""
+        ...
+
+    async def compute_descriptors(
+        self,
+        probe_set_id: str,
+        concepts: Sequence[Concept],
+        prompt_templates: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """Raw concept descriptors, shape (n_concepts, n_probes) (paper Eq. 3, 8)."""
+        ...
+
+
+class RankerPort(Protocol):
+    async def rank(
+        self,
+        probe_set_id: str,
+        queries: npt.NDArray[np.float32],
+        top_k: int,
+        *,
+        one_hit_per_model: bool = False,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> RankResult: ...
+
+    async def applied_sequence(self, *, timeout: float | None = None) -> int:
+        """The lowest store sequence that every part of the ranker has applied."""
+        ...

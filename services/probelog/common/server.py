@@ -1,0 +1,147 @@
+"""One way to build, run and stop a gRPC server, shared by every service.
+
+``create_server`` registers health checking and reflection next to the service(s), binds the
+address (port 0 picks a free port, as tests do) and returns the bound port. Readiness is the
+health status: it stays NOT_SERVING until the composition root has checked its backends and
+calls :meth:`GrpcServer.set_serving`. On SIGTERM the server reports NOT_SERVING
+(``enter_graceful_shutdown``) and then stops with a grace period, so load balancers drain it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+logger = logging.getLogger(__name__)
+
+#: Large enough for a 4,000-probe x 1,000-logit chunk or a 500-concept background matrix.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class Servicer(Protocol):
+    """A servicer that knows its full service name and how to register itself."""
+
+    SERVICE_NAME: str
+
+    def add_to_server(self, server: grpc.aio.Server) -> None: ...
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS server (cert + key) or client (ca)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        key = Path(self.key_file).read_bytes()
+        cert = Path(self.cert_file).read_bytes()
+        return grpc.ssl_server_credentials([(key, cert)])
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        ca = Path(self.ca_file).read_bytes() if self.ca_file else None
+        return grpc.ssl_channel_credentials(root_certificates=ca)
+
+
+@dataclass
+class GrpcServer:
+    """A started gRPC server with its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: list[str] = field(default_factory=list)
+
+    async def set_serving(self, serving: bool = True) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+    async def serve_until_signal(self, grace_s: float = 5.0) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        waiter = asyncio.create_task(self.server.wait_for_termination())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            logger.info("signal received: draining for up to %.1f s", grace_s)
+            await self.stop(grace_s)
+        for task in (waiter, stopper):
+            task.cancel()
+
+
+async def create_server(
+    servicers: Sequence[Servicer],
+    address: str,
+    *,
+    tls: TlsFiles | None = None,
+) -> GrpcServer:
+    """Build and start a grpc.aio server for ``servicers`` on ``address``.
+
+    Registers grpc.health.v1 (overall and per service, NOT_SERVING until
+    :meth:`GrpcServer.set_serving`) and server reflection.
+
+    Returns
+    -------
+    GrpcServer
+        ``port`` is the bound port (useful with ``127.0.0.1:0``).
+    """
+    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = []
+    for servicer in servicers:
+        servicer.add_to_server(server)
+        names.append(servicer.SERVICE_NAME)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    if tls and tls.cert_file:
+        port = server.add_secure_port(address, tls.server_credentials())
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    await server.start()
+    running = GrpcServer(server=server, port=port, health=health_servicer, service_names=names)
+    await running.set_serving(False)
+    logger.info("listening on %s (port %d): %s", address, port, ", ".join(names))
+    return running
+
+
+def create_channel(address: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
+    """A client channel with the project's message limits and keepalive."""
+    if tls and (tls.ca_file or tls.cert_file):
+        return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)

@@ -1,0 +1,1 @@
+"""DescriptorStoreService: probe sets, model metadata and logit descriptors."""

@@ -1,0 +1,284 @@
+"""The on-disk descriptor store of embedded mode: one directory, one writer process.
+
+Layout under ``root``::
+
+    probe_sets/<probe_set_id>.npz    images (uint8, n x h x w x 3) and name
+    probe_sets/<probe_set_id>.pb     ProbeSetInfo
+    models/<probe_set_id>/<quoted model id>.pb   ModelInfo + LogitDescriptors, one message
+    changes.log                      one line per change: "<sequence> <PUT|DELETE> <ps> <quoted id>"
+
+Every file is written to a temporary name, fsynced and renamed into place, so a reader sees a
+whole model or none of it. A model file is written before its change line: after a crash
+between the two, the model is there for any follower that (re)loads the current state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import urllib.parse
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from probelog.common.errors import InvalidArgument, NotFound
+from probelog.common.files import atomic_write_bytes
+from probelog.common.ids import check_model_id, check_probe_set_id
+from probelog.common.ports import Change, ChangeKind, StoredModel
+from probelog.common.probe_sets import load_probe_set, probe_set_id, save_probe_set
+from probelog.core.distance import LogitEntries
+from probelog.descriptor_store import records
+from probelog.v1 import types_pb2
+
+logger = logging.getLogger(__name__)
+
+_KINDS = {"PUT": ChangeKind.PUT, "DELETE": ChangeKind.DELETE}
+
+
+def _quote(model_id: str) -> str:
+    return urllib.parse.quote(model_id, safe="") + ".pb"
+
+
+def _unquote(filename: str) -> str:
+    return urllib.parse.unquote(filename.removesuffix(".pb"))
+
+
+class FileDescriptorStore:
+    """A :class:`~probelog.common.ports.DescriptorStore` in a local directory."""
+
+    backend = "file"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._sequence: int | None = None
+        self._probe_sets: dict[str, types_pb2.ProbeSetInfo] = {}
+
+    async def open(self) -> None:
+        """Create the directory and read the current sequence. Fails fast if not writable."""
+        await asyncio.to_thread(self._open_sync)
+
+    def _open_sync(self) -> None:
+        (self.root / "models").mkdir(parents=True, exist_ok=True)
+        (self.root / "probe_sets").mkdir(parents=True, exist_ok=True)
+        probe = self.root / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        self._sequence = self._read_last_sequence()
+
+    def _read_last_sequence(self) -> int:
+        log = self.root / "changes.log"
+        if not log.exists():
+            return 0
+        last = 0
+        with log.open("r", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 4 and parts[0].isdigit():
+                    last = int(parts[0])
+        return last
+
+    async def close(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ probe sets
+
+    async def put_probe_set(
+        self, name: str, images: npt.NDArray[np.uint8], *, timeout: float | None = None
+    ) -> tuple[types_pb2.ProbeSetInfo, bool]:
+        try:
+            ps_id = probe_set_id(images)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        async with self._lock:
+            existing = await self._probe_set_info(ps_id)
+            if existing is not None:
+                return existing, False
+            info = types_pb2.ProbeSetInfo(
+                probe_set_id=ps_id,
+                name=name or ps_id,
+                n_probes=images.shape[0],
+                height=images.shape[1],
+                width=images.shape[2],
+                channels=images.shape[3],
+            )
+            info.created_at.FromDatetime(dt.datetime.now(dt.timezone.utc))
+            base = self.root / "probe_sets" / ps_id
+            await asyncio.to_thread(save_probe_set, base.with_suffix(".npz"), info.name, images)
+            # The info file is the commit point: a probe set without it does not exist.
+            await asyncio.to_thread(atomic_write_bytes, base.with_suffix(".pb"), info.SerializeToString())
+            self._probe_sets[ps_id] = info
+            logger.info("registered probe set %s (%s, %d probes)", ps_id, info.name, info.n_probes)
+            return info, True
+
+    async def _probe_set_info(self, ps_id: str) -> types_pb2.ProbeSetInfo | None:
+        if ps_id in self._probe_sets:
+            return self._probe_sets[ps_id]
+        path = self.root / "probe_sets" / f"{ps_id}.pb"
+        if not path.exists():
+            return None
+        info = types_pb2.ProbeSetInfo.FromString(await asyncio.to_thread(path.read_bytes))
+        self._probe_sets[ps_id] = info
+        return info
+
+    async def probe_set_info(
+        self, ps_id: str, *, timeout: float | None = None
+    ) -> types_pb2.ProbeSetInfo:
+        check_probe_set_id(ps_id)
+        info = await self._probe_set_info(ps_id)
+        if info is None:
+            raise NotFound(f"probe set {ps_id} is not registered")
+        return info
+
+    async def get_probe_set(
+        self, probe_set_id: str, *, timeout: float | None = None
+    ) -> tuple[types_pb2.ProbeSetInfo, npt.NDArray[np.uint8]]:
+        info = await self.probe_set_info(probe_set_id)
+        path = self.root / "probe_sets" / f"{probe_set_id}.npz"
+        probe_set = await asyncio.to_thread(load_probe_set, path)
+        return info, probe_set.images
+
+    async def list_probe_sets(self, *, timeout: float | None = None) -> list[types_pb2.ProbeSetInfo]:
+        paths = sorted((self.root / "probe_sets").glob("ps-*.pb"))
+        infos = []
+        for path in paths:
+            info = await self._probe_set_info(path.stem)
+            if info is not None:
+                infos.append(info)
+        return infos
+
+    # ------------------------------------------------------------------ models
+
+    def _model_path(self, ps_id: str, model_id: str) -> Path:
+        return self.root / "models" / ps_id / _quote(model_id)
+
+    async def put_model(
+        self,
+        info: types_pb2.ModelInfo,
+        entries: LogitEntries,
+        offsets: npt.NDArray[np.float32],
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        probe_set = await self.probe_set_info(info.probe_set_id)
+        records.validate_model(info, entries, offsets, probe_set)
+        data = records.encode_record(info, entries, offsets)
+        async with self._lock:
+            await asyncio.to_thread(
+                atomic_write_bytes, self._model_path(info.probe_set_id, info.model_id), data
+            )
+            return await self._append_change("PUT", info.probe_set_id, info.model_id)
+
+    async def get_model(
+        self,
+        probe_set_id: str,
+        model_id: str,
+        *,
+        include_descriptors: bool = False,
+        timeout: float | None = None,
+    ) -> StoredModel:
+        probe_set = await self.probe_set_info(probe_set_id)
+        check_model_id(model_id)
+        path = self._model_path(probe_set_id, model_id)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise NotFound(f"model {model_id!r} is not indexed for probe set {probe_set_id}") from None
+        return records.decode_record(data, probe_set.n_probes, include_descriptors)
+
+    async def list_models(
+        self,
+        probe_set_id: str,
+        *,
+        page_size: int = 100,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> tuple[list[types_pb2.ModelInfo], str]:
+        probe_set = await self.probe_set_info(probe_set_id)
+        page_size = page_size or 100
+        folder = self.root / "models" / probe_set_id
+        names = sorted(
+            (_unquote(p.name) for p in folder.glob("*.pb")) if folder.exists() else []
+        )
+        # The page token is the last model id of the previous page: stable under inserts.
+        start = 0
+        if page_token:
+            start = next((i for i, n in enumerate(names) if n > page_token), len(names))
+        page = names[start : start + page_size]
+        infos = []
+        for model_id in page:
+            try:
+                stored = await self.get_model(probe_set.probe_set_id, model_id)
+            except NotFound:
+                continue  # deleted since the listing
+            infos.append(stored.info)
+        next_token = page[-1] if start + page_size < len(names) and page else ""
+        return infos, next_token
+
+    async def delete_model(
+        self, probe_set_id: str, model_id: str, *, timeout: float | None = None
+    ) -> int:
+        await self.probe_set_info(probe_set_id)
+        check_model_id(model_id)
+        async with self._lock:
+            path = self._model_path(probe_set_id, model_id)
+            try:
+                await asyncio.to_thread(path.unlink)
+            except FileNotFoundError:
+                raise NotFound(f"model {model_id!r} is not indexed for probe set {probe_set_id}") from None
+            return await self._append_change("DELETE", probe_set_id, model_id)
+
+    # ------------------------------------------------------------------ changes
+
+    async def _append_change(self, kind: str, ps_id: str, model_id: str) -> int:
+        if self._sequence is None:
+            raise RuntimeError("FileDescriptorStore.open() was not awaited")
+        sequence = self._sequence + 1
+        line = f"{sequence} {kind} {ps_id} {urllib.parse.quote(model_id, safe='')}\n"
+
+        def append() -> None:
+            with (self.root / "changes.log").open("a", encoding="utf-8") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+        await asyncio.to_thread(append)
+        self._sequence = sequence
+        async with self._changed:
+            self._changed.notify_all()
+        return sequence
+
+    async def current_sequence(self, *, timeout: float | None = None) -> int:
+        return self._sequence or 0
+
+    def _read_changes(self, after: int) -> list[Change]:
+        log = self.root / "changes.log"
+        if not log.exists():
+            return []
+        out = []
+        with log.open("r", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) != 4 or not parts[0].isdigit():
+                    continue
+                sequence = int(parts[0])
+                if sequence > after and parts[1] in _KINDS:
+                    out.append(
+                        Change(sequence, _KINDS[parts[1]], parts[2], urllib.parse.unquote(parts[3]))
+                    )
+        return out
+
+    async def watch(self, after_sequence: int = 0) -> AsyncIterator[Change]:
+        last = after_sequence
+        while True:
+            async with self._changed:
+                if (self._sequence or 0) <= last:
+                    await self._changed.wait()
+            for change in await asyncio.to_thread(self._read_changes, last):
+                last = change.sequence
+                yield change

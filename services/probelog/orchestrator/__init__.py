@@ -1,0 +1,1 @@
+"""SearchService: the public API, composing the other services."""

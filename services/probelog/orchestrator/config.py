@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probelog.common.settings import Settings
+from probelog.core.distance import DEFAULT_CALIBRATION_K, DEFAULT_R
+
+PORT = 50051
+
+
+@dataclass(frozen=True)
+class OrchestratorSettings(Settings):
+    runner_address: str = "127.0.0.1:50052"
+    encoder_address: str = "127.0.0.1:50053"
+    store_address: str = "127.0.0.1:50054"
+    #: One address per ranker shard, comma-separated.
+    ranker_addresses: tuple[str, ...] = ("127.0.0.1:50055",)
+    #: A probe-set .npz registered into the store at start (idempotent).
+    probe_set_file: str = ""
+    #: Probe-set id or name used when a request names none.
+    default_probe_set: str = ""
+    #: Background concept names: a file with one name per line, or "imagenet1k".
+    background: str = "imagenet1k"
+    calibration_k: int = DEFAULT_CALIBRATION_K
+    r: int = DEFAULT_R
+    #: Index every model that appears in the runner's repository.
+    auto_index: bool = False
+    auto_index_interval_s: float = 10.0
+    #: A missing ranker shard gives a partial result flagged as such (else UNAVAILABLE).
+    allow_partial: bool = False

@@ -1,0 +1,52 @@
+"""Composition root of the orchestrator."""
+
+from __future__ import annotations
+
+from probelog.clip_encoder.client import ClipEncoderClient
+from probelog.common.runtime import run
+from probelog.common.server import create_channel
+from probelog.descriptor_store.client import DescriptorStoreClient
+from probelog.orchestrator.config import PORT, OrchestratorSettings
+from probelog.orchestrator.search import SearchEngine, load_background
+from probelog.orchestrator.servicer import SearchServicer
+from probelog.probe_runner.client import ProbeRunnerClient
+from probelog.ranker.client import RankerClient
+
+
+async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
+    tls = settings.client_tls
+
+    def channel(address: str):  # type: ignore[no-untyped-def]
+        return create_channel(address, tls)
+
+    store = DescriptorStoreClient(channel(settings.store_address), settings.store_address)
+    runner = ProbeRunnerClient(channel(settings.runner_address), settings.runner_address)
+    encoder = ClipEncoderClient(channel(settings.encoder_address), settings.encoder_address)
+    if len(settings.ranker_addresses) == 1:
+        address = settings.ranker_addresses[0]
+        ranker = RankerClient(channel(address), address)
+    else:
+        from probelog.ranker.sharded import ShardedRanker
+
+        ranker = ShardedRanker(
+            [RankerClient(channel(a), a) for a in settings.ranker_addresses],
+            allow_partial=settings.allow_partial,
+        )
+    engine = SearchEngine(
+        runner=runner,
+        encoder=encoder,
+        store=store,
+        ranker=ranker,
+        background=load_background(settings.background),
+        r=settings.r,
+        k=settings.calibration_k,
+        default_probe_set=settings.default_probe_set,
+    )
+    if settings.probe_set_file:
+        await engine.register_probe_set_file(settings.probe_set_file)
+
+    async def cleanup() -> None:
+        for client in (store, runner, encoder, ranker):
+            await client.close()
+
+    await run([SearchServicer(engine)], settings, PORT, cleanup=cleanup, ready_file=ready_file)

@@ -1,0 +1,1 @@
+"""ProbeRunnerService: runs probe sets through served classifiers."""

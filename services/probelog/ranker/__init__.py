@@ -1,0 +1,1 @@
+"""RankerService: the in-memory sparse index and its ranking."""

@@ -1,0 +1,58 @@
+"""A RankerPort backed by a remote RankerService."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from probelog.common.client import remote_errors
+from probelog.common.ports import RankResult
+from probelog.v1 import ranker_pb2 as pb
+from probelog.v1 import ranker_pb2_grpc as pb_grpc
+from probelog.v1 import types_pb2
+
+
+class RankerClient:
+    def __init__(self, channel: grpc.aio.Channel, address: str) -> None:
+        self._stub = pb_grpc.RankerServiceStub(channel)
+        self._channel = channel
+        self.address = address
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def rank(
+        self,
+        probe_set_id: str,
+        queries: npt.NDArray[np.float32],
+        top_k: int,
+        *,
+        one_hit_per_model: bool = False,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> RankResult:
+        request = pb.RankRequest(
+            probe_set_id=probe_set_id,
+            queries=[types_pb2.Descriptor(values=q) for q in np.asarray(queries, dtype=np.float32)],
+            top_k=top_k,
+            one_hit_per_model=one_hit_per_model,
+            include_model_ids=list(include),
+            exclude_model_ids=list(exclude),
+        )
+        with remote_errors(self.address):
+            response = await self._stub.Rank(request, timeout=timeout)
+        return RankResult(
+            hits=[list(r.hits) for r in response.results],
+            n_logits_searched=int(response.n_logits_searched),
+            n_models_searched=int(response.n_models_searched),
+            partial=response.partial,
+        )
+
+    async def applied_sequence(self, *, timeout: float | None = None) -> int:
+        with remote_errors(self.address):
+            response = await self._stub.GetIndexStats(pb.GetIndexStatsRequest(), timeout=timeout)
+        return int(response.applied_sequence)

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probelog.common.settings import Settings
+
+PORT = 50055
+
+
+@dataclass(frozen=True)
+class RankerSettings(Settings):
+    store_address: str = "127.0.0.1:50054"
+    #: This ranker owns the models whose id hashes into range shard_index of shard_count.
+    shard_index: int = 0
+    shard_count: int = 1
+    #: Concurrent Rank calls arriving within this window are scored in one pass.
+    batch_window_ms: float = 2.0
+    #: Storage of z-scored values in the index: float16 (default) or float32.
+    index_dtype: str = "float16"

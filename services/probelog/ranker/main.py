@@ -1,0 +1,38 @@
+"""Composition root of the ranker."""
+
+from __future__ import annotations
+
+from probelog.common.errors import FailedPrecondition
+from probelog.common.runtime import run
+from probelog.common.server import create_channel
+from probelog.descriptor_store.client import DescriptorStoreClient
+from probelog.ranker.config import PORT, RankerSettings
+from probelog.ranker.ranker import Ranker
+from probelog.ranker.servicer import RankerServicer
+
+
+def check(settings: RankerSettings) -> None:
+    if settings.index_dtype not in ("float16", "float32"):
+        raise FailedPrecondition(f"index dtype must be float16 or float32, got {settings.index_dtype!r}")
+    if not 0 <= settings.shard_index < settings.shard_count:
+        raise FailedPrecondition(
+            f"shard index {settings.shard_index} is outside [0, {settings.shard_count})"
+        )
+
+
+async def serve(settings: RankerSettings, ready_file: str = "") -> None:
+    check(settings)
+    store = DescriptorStoreClient(create_channel(settings.store_address, settings.client_tls), settings.store_address)
+    ranker = Ranker(
+        store,
+        shard_index=settings.shard_index,
+        shard_count=settings.shard_count,
+        values_dtype=settings.index_dtype,
+    )
+    await ranker.start()
+
+    async def cleanup() -> None:
+        await ranker.stop()
+        await store.close()
+
+    await run([RankerServicer(ranker)], settings, PORT, cleanup=cleanup, ready_file=ready_file)

@@ -1,0 +1,242 @@
+"""The ranker: an in-memory index per probe set, kept in step with the descriptor store.
+
+At start it notes the store's current sequence number, loads every model it owns, then follows
+the store's change feed from that number, so a model indexed anywhere becomes searchable
+without a restart and a restarted ranker serves the current state. Re-applying a change is
+harmless (a put replaces, a delete of a missing model does nothing), which is what makes the
+snapshot-then-follow hand-over safe.
+
+A ranker can own a shard: the models whose id hashes into its range of a 32-bit space split
+into ``shard_count`` equal ranges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from probelog.common.errors import InvalidArgument, NotFound, ProbeLogError
+from probelog.common.ports import ChangeKind, DescriptorStore, RankResult
+from probelog.core.index import IndexHit, SparseLogitIndex
+from probelog.v1 import types_pb2
+
+logger = logging.getLogger(__name__)
+
+_HASH_SPACE = 1 << 32
+#: Largest top_k a Rank call may ask for.
+MAX_TOP_K = 10_000
+#: Most query descriptors per Rank call.
+MAX_QUERIES = 1024
+
+
+def shard_of(model_id: str, shard_count: int) -> int:
+    """The shard that owns ``model_id``: its hash range among ``shard_count`` equal ranges."""
+    h = int.from_bytes(hashlib.sha1(model_id.encode()).digest()[:4], "big")
+    return h * shard_count // _HASH_SPACE
+
+
+def to_hits(hits: list[IndexHit]) -> list[types_pb2.Hit]:
+    return [
+        types_pb2.Hit(
+            model_id=h.model_id,
+            logit_index=h.logit_index,
+            label=h.label,
+            score=h.score,
+            distance=h.distance,
+            rank=rank,
+        )
+        for rank, h in enumerate(hits, start=1)
+    ]
+
+
+class Ranker:
+    """Ranks indexed logits; implements :class:`~probelog.common.ports.RankerPort`.
+
+    Parameters
+    ----------
+    store : DescriptorStore
+    shard_index, shard_count : int
+        This ranker owns the models with ``shard_of(model_id, shard_count) == shard_index``.
+    values_dtype : numpy dtype
+        Storage of the z-scored values in the index (float16 halves the bytes per query).
+    """
+
+    def __init__(
+        self,
+        store: DescriptorStore,
+        *,
+        shard_index: int = 0,
+        shard_count: int = 1,
+        values_dtype: npt.DTypeLike = np.float16,
+    ) -> None:
+        if not 0 <= shard_index < shard_count:
+            raise ValueError(f"shard index {shard_index} is outside [0, {shard_count})")
+        self._store = store
+        self.shard_index = shard_index
+        self.shard_count = shard_count
+        self.values_dtype = np.dtype(values_dtype)
+        self.indexes: dict[str, SparseLogitIndex] = {}
+        self._applied = 0
+        self._applied_changed = asyncio.Condition()
+        self._follower: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+
+    def owns(self, model_id: str) -> bool:
+        return self.shard_count == 1 or shard_of(model_id, self.shard_count) == self.shard_index
+
+    # ------------------------------------------------------------------ keeping up with the store
+
+    async def start(self) -> None:
+        """Load the current state, then follow changes in the background."""
+        await self._load_all()
+        self._follower = asyncio.create_task(self._follow(), name="ranker-follow")
+
+    async def stop(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            try:
+                await self._follower
+            except asyncio.CancelledError:
+                pass
+
+    async def _load_all(self) -> None:
+        sequence = await self._store.current_sequence()
+        indexes: dict[str, SparseLogitIndex] = {}
+        n_models = 0
+        for probe_set in await self._store.list_probe_sets():
+            token = ""
+            while True:
+                infos, token = await self._store.list_models(
+                    probe_set.probe_set_id, page_size=500, page_token=token
+                )
+                for info in infos:
+                    if self.owns(info.model_id):
+                        await self._load_model(probe_set.probe_set_id, info.model_id, indexes)
+                        n_models += 1
+                if not token:
+                    break
+        self.indexes = indexes
+        await self._set_applied(sequence)
+        self._loaded.set()
+        logger.info(
+            "ranker shard %d/%d loaded %d models (%d logits) at sequence %d",
+            self.shard_index, self.shard_count, n_models,
+            sum(i.stats().n_logits for i in indexes.values()), sequence,
+        )
+
+    async def _load_model(
+        self, probe_set_id: str, model_id: str, indexes: dict[str, SparseLogitIndex]
+    ) -> None:
+        try:
+            stored = await self._store.get_model(probe_set_id, model_id, include_descriptors=True)
+        except NotFound:
+            # Deleted since it was listed or announced; its delete change follows.
+            if probe_set_id in indexes:
+                indexes[probe_set_id].remove(model_id)
+            return
+        if stored.entries is None or stored.offsets is None:
+            return
+        index = indexes.get(probe_set_id)
+        if index is None:
+            index = SparseLogitIndex(stored.entries.n_probes, stored.entries.r, self.values_dtype)
+            indexes[probe_set_id] = index
+        try:
+            await asyncio.to_thread(
+                index.add, model_id, stored.entries, stored.offsets, list(stored.info.labels)
+            )
+        except ValueError as exc:
+            logger.error("model %s of %s cannot be indexed: %s", model_id, probe_set_id, exc)
+
+    async def _set_applied(self, sequence: int) -> None:
+        async with self._applied_changed:
+            self._applied = max(self._applied, sequence)
+            self._applied_changed.notify_all()
+
+    async def _follow(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async for change in self._store.watch(self._applied):
+                    delay = 0.1
+                    if change.kind is ChangeKind.RESET:
+                        await self._load_all()
+                        continue
+                    if self.owns(change.model_id):
+                        if change.kind is ChangeKind.PUT:
+                            await self._load_model(change.probe_set_id, change.model_id, self.indexes)
+                        elif change.kind is ChangeKind.DELETE and change.probe_set_id in self.indexes:
+                            self.indexes[change.probe_set_id].remove(change.model_id)
+                    await self._set_applied(change.sequence)
+            except asyncio.CancelledError:
+                raise
+            except ProbeLogError as exc:
+                logger.warning("change feed interrupted (%s); retrying in %.1f s", exc, delay)
+            except Exception:
+                logger.exception("change feed failed; retrying in %.1f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def applied_sequence(self, *, timeout: float | None = None) -> int:
+        return self._applied
+
+    async def wait_applied(self, sequence: int, timeout: float | None = None) -> bool:
+        """Wait until changes up to ``sequence`` are searchable; False on timeout."""
+        async def reached() -> None:
+            async with self._applied_changed:
+                await self._applied_changed.wait_for(lambda: self._applied >= sequence)
+
+        try:
+            await asyncio.wait_for(reached(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ queries
+
+    async def rank(
+        self,
+        probe_set_id: str,
+        queries: npt.NDArray[np.float32],
+        top_k: int,
+        *,
+        one_hit_per_model: bool = False,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> RankResult:
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidArgument(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or not 1 <= len(queries) <= MAX_QUERIES:
+            raise InvalidArgument(f"between 1 and {MAX_QUERIES} query descriptors are required")
+        index = self.indexes.get(probe_set_id)
+        if index is None:
+            info = await self._store.probe_set_info(probe_set_id)  # NotFound when unknown
+            if queries.shape[1] != info.n_probes:
+                raise InvalidArgument(
+                    f"query descriptors have {queries.shape[1]} values, probe set {probe_set_id} "
+                    f"has {info.n_probes} probes"
+                )
+            return RankResult(hits=[[] for _ in queries], n_logits_searched=0, n_models_searched=0)
+        try:
+            hits = await asyncio.to_thread(
+                index.search,
+                queries,
+                top_k,
+                one_hit_per_model=one_hit_per_model,
+                include=include,
+                exclude=exclude,
+            )
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        stats = index.stats()
+        return RankResult(
+            hits=[to_hits(h) for h in hits],
+            n_logits_searched=stats.n_logits,
+            n_models_searched=stats.n_models,
+        )

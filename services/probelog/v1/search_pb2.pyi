@@ -1,0 +1,184 @@
+from probelog.v1 import clip_encoder_pb2 as _clip_encoder_pb2
+from probelog.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SearchRequest(_message.Message):
+    __slots__ = ("text", "images", "top_k", "one_hit_per_model", "include_model_ids", "exclude_model_ids", "probe_set_id", "prompt_templates")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    ONE_HIT_PER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    images: _clip_encoder_pb2.ImageSet
+    top_k: int
+    one_hit_per_model: bool
+    include_model_ids: _containers.RepeatedScalarFieldContainer[str]
+    exclude_model_ids: _containers.RepeatedScalarFieldContainer[str]
+    probe_set_id: str
+    prompt_templates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., images: _Optional[_Union[_clip_encoder_pb2.ImageSet, _Mapping]] = ..., top_k: _Optional[int] = ..., one_hit_per_model: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., probe_set_id: _Optional[str] = ..., prompt_templates: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StageTimings(_message.Message):
+    __slots__ = ("encode_us", "rank_us", "total_us")
+    ENCODE_US_FIELD_NUMBER: _ClassVar[int]
+    RANK_US_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_US_FIELD_NUMBER: _ClassVar[int]
+    encode_us: int
+    rank_us: int
+    total_us: int
+    def __init__(self, encode_us: _Optional[int] = ..., rank_us: _Optional[int] = ..., total_us: _Optional[int] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("hits", "probe_set_id", "n_logits_searched", "n_models_searched", "timings", "partial")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    N_LOGITS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    N_MODELS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[_types_pb2.Hit]
+    probe_set_id: str
+    n_logits_searched: int
+    n_models_searched: int
+    timings: StageTimings
+    partial: bool
+    def __init__(self, hits: _Optional[_Iterable[_Union[_types_pb2.Hit, _Mapping]]] = ..., probe_set_id: _Optional[str] = ..., n_logits_searched: _Optional[int] = ..., n_models_searched: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., partial: _Optional[bool] = ...) -> None: ...
+
+class IndexModelRequest(_message.Message):
+    __slots__ = ("model_name", "model_version", "model_id", "probe_set_id", "labels", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    model_id: str
+    probe_set_id: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class IndexTimings(_message.Message):
+    __slots__ = ("probe_us", "descriptors_us", "store_us", "searchable_us", "total_us")
+    PROBE_US_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTORS_US_FIELD_NUMBER: _ClassVar[int]
+    STORE_US_FIELD_NUMBER: _ClassVar[int]
+    SEARCHABLE_US_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_US_FIELD_NUMBER: _ClassVar[int]
+    probe_us: int
+    descriptors_us: int
+    store_us: int
+    searchable_us: int
+    total_us: int
+    def __init__(self, probe_us: _Optional[int] = ..., descriptors_us: _Optional[int] = ..., store_us: _Optional[int] = ..., searchable_us: _Optional[int] = ..., total_us: _Optional[int] = ...) -> None: ...
+
+class IndexModelResponse(_message.Message):
+    __slots__ = ("model", "timings", "images_per_second", "searchable")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    SEARCHABLE_FIELD_NUMBER: _ClassVar[int]
+    model: _types_pb2.ModelInfo
+    timings: IndexTimings
+    images_per_second: float
+    searchable: bool
+    def __init__(self, model: _Optional[_Union[_types_pb2.ModelInfo, _Mapping]] = ..., timings: _Optional[_Union[IndexTimings, _Mapping]] = ..., images_per_second: _Optional[float] = ..., searchable: _Optional[bool] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("probe_set_id", "page_size", "page_token")
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    probe_set_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, probe_set_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models", "next_page_token")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[_types_pb2.ModelInfo]
+    next_page_token: str
+    def __init__(self, models: _Optional[_Iterable[_Union[_types_pb2.ModelInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
+    __slots__ = ("model_id", "probe_set_id")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    probe_set_id: str
+    def __init__(self, model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ...) -> None: ...
+
+class GetModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: _types_pb2.ModelInfo
+    def __init__(self, model: _Optional[_Union[_types_pb2.ModelInfo, _Mapping]] = ...) -> None: ...
+
+class DeleteModelRequest(_message.Message):
+    __slots__ = ("model_id", "probe_set_id")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    probe_set_id: str
+    def __init__(self, model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ...) -> None: ...
+
+class DeleteModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProbeSetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListProbeSetsResponse(_message.Message):
+    __slots__ = ("probe_sets", "default_probe_set_id")
+    PROBE_SETS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    probe_sets: _containers.RepeatedCompositeFieldContainer[_types_pb2.ProbeSetInfo]
+    default_probe_set_id: str
+    def __init__(self, probe_sets: _Optional[_Iterable[_Union[_types_pb2.ProbeSetInfo, _Mapping]]] = ..., default_probe_set_id: _Optional[str] = ...) -> None: ...
+
+class ListSourceModelsRequest(_message.Message):
+    __slots__ = ("probe_set_id",)
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    probe_set_id: str
+    def __init__(self, probe_set_id: _Optional[str] = ...) -> None: ...
+
+class SourceModel(_message.Message):
+    __slots__ = ("model_name", "model_version", "state", "indexed")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    state: str
+    indexed: bool
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., state: _Optional[str] = ..., indexed: _Optional[bool] = ...) -> None: ...
+
+class ListSourceModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[SourceModel]
+    def __init__(self, models: _Optional[_Iterable[_Union[SourceModel, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from probelog.core import (
+    SparseLogitIndex,
+    calibrated_distances,
+    calibration_offsets,
+    logit_entries,
+    truncated_distances,
+    zscore,
+)
+
+N_PROBES, R, K = 200, 12, 4
+
+
+def make_hub(rng, n_models=6):
+    models = {}
+    background = rng.normal(size=(20, N_PROBES))
+    for m in range(n_models):
+        logits = rng.normal(size=(int(rng.integers(1, 6)), N_PROBES))
+        models[f"m{m}"] = logits
+    return models, background
+
+
+def build(models, background, dtype=np.float32):
+    index = SparseLogitIndex(N_PROBES, R, values_dtype=dtype)
+    bz = zscore(background)
+    for model_id, logits in models.items():
+        entries = logit_entries(logits, R)
+        index.add(model_id, entries, calibration_offsets(entries, bz, K))
+    return index
+
+
+def reference_ranking(models, background, query):
+    rows = [(mid, j) for mid, logits in models.items() for j in range(len(logits))]
+    all_logits = np.concatenate(list(models.values()))
+    d = calibrated_distances(all_logits, query[None, :], background, r=R, k=K)[:, 0]
+    order = np.argsort(d, kind="stable")
+    return [rows[i] for i in order], d[order]
+
+
+def test_same_ranking_as_calibrated_distances():
+    rng = np.random.default_rng(0)
+    models, background = make_hub(rng)
+    index = build(models, background)
+    query = rng.normal(size=N_PROBES)
+    want_rows, want_scores = reference_ranking(models, background, query)
+    hits = index.search(query, top_k=len(want_rows))[0]
+    assert [(h.model_id, h.logit_index) for h in hits] == want_rows
+    np.testing.assert_allclose([h.score for h in hits], want_scores, rtol=1e-4, atol=1e-4)
+
+
+def test_raw_distance_is_eq5():
+    rng = np.random.default_rng(1)
+    models, background = make_hub(rng, 2)
+    index = build(models, background)
+    query = rng.normal(size=N_PROBES)
+    for hit in index.search(query, top_k=100)[0]:
+        logit = models[hit.model_id][hit.logit_index]
+        want = truncated_distances(logit[None], query[None], r=R)[0, 0]
+        assert hit.distance == pytest.approx(want, rel=1e-4)
+
+
+def test_float16_values_keep_the_top_of_the_ranking():
+    rng = np.random.default_rng(2)
+    models, background = make_hub(rng, 20)
+    exact, compact = build(models, background), build(models, background, np.float16)
+    query = rng.normal(size=N_PROBES)
+    a = [(h.model_id, h.logit_index) for h in exact.search(query, 5)[0]]
+    b = [(h.model_id, h.logit_index) for h in compact.search(query, 5)[0]]
+    assert a[:3] == b[:3]
+    assert compact.bytes_per_logit == R * 4 + 8
+    assert exact.bytes_per_logit == R * 6 + 8
+
+
+def test_default_layout_is_208_bytes_per_logit_at_r50():
+    assert SparseLogitIndex(4000, 50).bytes_per_logit == 208
+    assert SparseLogitIndex(70000, 50).index_dtype == np.uint32
+
+
+def test_one_hit_per_model_uses_best_logit():
+    rng = np.random.default_rng(3)
+    models, background = make_hub(rng)
+    index = build(models, background)
+    query = rng.normal(size=N_PROBES)
+    rows, _ = reference_ranking(models, background, query)
+    seen, want = set(), []
+    for mid, j in rows:
+        if mid not in seen:
+            seen.add(mid)
+            want.append((mid, j))
+    hits = index.search(query, top_k=100, one_hit_per_model=True)[0]
+    assert [(h.model_id, h.logit_index) for h in hits] == want
+
+
+def test_filters():
+    rng = np.random.default_rng(4)
+    models, background = make_hub(rng)
+    index = build(models, background)
+    query = rng.normal(size=N_PROBES)
+    only = index.search(query, 100, include=["m1", "m3"])[0]
+    assert {h.model_id for h in only} == {"m1", "m3"}
+    assert len(only) == len(models["m1"]) + len(models["m3"])
+    without = index.search(query, 100, exclude=["m0"])[0]
+    assert "m0" not in {h.model_id for h in without}
+    best = index.search(query, 100, one_hit_per_model=True, exclude=["m2"])[0]
+    assert [h.model_id for h in best] == [m for m in dict.fromkeys(h.model_id for h in index.search(query, 100)[0]) if m != "m2"]
+
+
+def test_remove_replace_and_compact_keep_the_ranking():
+    rng = np.random.default_rng(5)
+    models, background = make_hub(rng)
+    index = build(models, background)
+    query = rng.normal(size=N_PROBES)
+    assert index.remove("m2")
+    assert not index.remove("m2")
+    replacement = rng.normal(size=(3, N_PROBES))
+    entries = logit_entries(replacement, R)
+    index.add("m4", entries, calibration_offsets(entries, zscore(background), K))
+    models = {k: v for k, v in models.items() if k != "m2"}
+    models["m4"] = replacement
+    want, _ = reference_ranking(models, background, query)
+    before = [(h.model_id, h.logit_index) for h in index.search(query, 100)[0]]
+    assert sorted(before) == sorted(want)
+    assert index.stats().dead_rows > 0
+    assert index.compact() > 0
+    after = [(h.model_id, h.logit_index) for h in index.search(query, 100)[0]]
+    assert before == after == want or sorted(after) == sorted(want)
+    assert index.stats().dead_rows == 0
+    assert index.stats().n_logits == sum(len(v) for v in models.values())
+
+
+def test_labels_travel_with_hits():
+    rng = np.random.default_rng(6)
+    index = SparseLogitIndex(N_PROBES, R)
+    logits = rng.normal(size=(2, N_PROBES))
+    index.add("m", logit_entries(logits, R), [0.0, 0.0], labels=["cat", "dog"])
+    hits = index.search(logits[1], 2)[0]
+    assert hits[0].label == "dog"
+
+
+def test_rejects_bad_queries_and_models():
+    rng = np.random.default_rng(7)
+    index = SparseLogitIndex(N_PROBES, R)
+    with pytest.raises(ValueError, match="probe set's size"):
+        index.search(rng.normal(size=N_PROBES + 1), 3)
+    with pytest.raises(ValueError, match="constant"):
+        index.search(np.ones(N_PROBES), 3)
+    with pytest.raises(ValueError, match="top_k"):
+        index.search(rng.normal(size=N_PROBES), 0)
+    with pytest.raises(ValueError, match="probes"):
+        index.add("m", logit_entries(rng.normal(size=(1, 50)), R), [0.0])
+    with pytest.raises(ValueError, match="offsets"):
+        index.add("m", logit_entries(rng.normal(size=(2, N_PROBES)), R), [0.0])
+    with pytest.raises(ValueError, match="labels"):
+        index.add("m", logit_entries(rng.normal(size=(2, N_PROBES)), R), [0.0, 0.0], labels=["a"])
+
+
+def test_empty_index_returns_no_hits():
+    index = SparseLogitIndex(N_PROBES, R)
+    assert index.search(np.random.default_rng(8).normal(size=N_PROBES), 5) == [[]]
+    assert index.search(np.random.default_rng(8).normal(size=N_PROBES), 5, one_hit_per_model=True) == [[]]
+
+
+def test_batch_equals_single_queries():
+    rng = np.random.default_rng(9)
+    models, background = make_hub(rng)
+    index = build(models, background)
+    queries = rng.normal(size=(4, N_PROBES))
+    batch = index.search(queries, 7)
+    for q, hits in zip(queries, batch):
+        single = index.search(q, 7)[0]
+        assert [(h.model_id, h.logit_index) for h in hits] == [
+            (h.model_id, h.logit_index) for h in single
+        ]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in single], rtol=1e-5, atol=1e-5)
