@@ -15,3 +15,18 @@ def mini_world(tmp_path_factory: pytest.TempPathFactory):
     from tests.support import mini
 
     return mini.build(tmp_path_factory.mktemp("mini-world"))
+
+
+@pytest.fixture(scope="session")
+def embedded_process(mini_world, tmp_path_factory):
+    """`probelog serve --embedded` on the mini world, as its own process (nothing indexed)."""
+    from tests.support import mini, procs
+
+    work = tmp_path_factory.mktemp("embedded")
+    flags = mini.service_flags(mini_world)
+    service = procs.start("embedded", [
+        "--embedded", "--store-url", f"file://{work / 'store'}", "--runner-url", f"onnx://{mini_world.hub}",
+        *flags["clip"], *flags["orchestrator"],
+    ], work)
+    yield service
+    assert service.stop() == 0, service.output()

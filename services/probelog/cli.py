@@ -26,7 +26,7 @@ from typing import Any
 
 from probelog.common.errors import ProbeLogError
 from probelog.common.runtime import configure_logging
-from probelog.common.settings import Settings
+from probelog.common.settings import Settings, separator, split
 
 DEFAULT_ADDRESS = "localhost:50051"
 
@@ -321,9 +321,10 @@ def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], se
         if kind is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is tuple:
+            sep = separator(field)
             parser.add_argument(
-                flag, dest=field.name, default=None, help=help_text + " (comma-separated)",
-                type=lambda v: tuple(p.strip() for p in v.split(",") if p.strip()),
+                flag, dest=field.name, default=None, help=help_text + f" ({sep!r}-separated)",
+                type=lambda v, sep=sep: split(v, sep),
             )
         else:
             parser.add_argument(flag, dest=field.name, type=kind, default=None, help=help_text)

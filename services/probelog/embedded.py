@@ -52,7 +52,7 @@ class EmbeddedSettings(Settings):
     clip_pretrained: str = ""
     clip_config: str = ""
     cache_dir: str = "/tmp/probelog-cache"
-    prompt_templates: tuple[str, ...] = DEFAULT_PROMPT_TEMPLATES
+    prompt_templates: tuple[str, ...] = field(default=DEFAULT_PROMPT_TEMPLATES, metadata={"separator": "|"})
     torch_threads: int = 0
     probe_set_file: str = ""
     default_probe_set: str = ""

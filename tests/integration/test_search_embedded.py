@@ -5,8 +5,6 @@ The mini world's models are constructed so that the truth is known (tests/suppor
 
 from __future__ import annotations
 
-import dataclasses
-
 import grpc
 import pytest
 import pytest_asyncio

@@ -16,19 +16,10 @@ from tests.support import mini, procs
 QUERIES = [*mini.CONCEPTS, "cat", "a blue square"]
 
 
-def _flags(world: mini.MiniWorld) -> dict[str, list[str]]:
-    clip = ["--clip-model", mini.CLIP_NAME, "--clip-pretrained", str(world.clip_checkpoint),
-            "--clip-config", str(world.clip_config), "--prompt-templates", mini.TEMPLATE, "--cache-dir", ""]
-    return {
-        "clip": clip,
-        "orchestrator": ["--probe-set-file", str(world.probe_set_file), "--background", str(world.background_file)],
-    }
-
-
 @pytest.fixture(scope="module")
 def five(mini_world, tmp_path_factory):
     work = tmp_path_factory.mktemp("five")
-    flags = _flags(mini_world)
+    flags = mini.service_flags(mini_world)
     started: list[procs.Service] = []
     try:
         store = procs.start("store", ["descriptor-store", "--store-url", f"file://{work / 'store'}"], work)
@@ -50,18 +41,6 @@ def five(mini_world, tmp_path_factory):
     assert all(code == 0 for code in codes.values()), codes
 
 
-@pytest.fixture(scope="module")
-def embedded(mini_world, tmp_path_factory):
-    work = tmp_path_factory.mktemp("embedded")
-    flags = _flags(mini_world)
-    service = procs.start("embedded", [
-        "--embedded", "--store-url", f"file://{work / 'store'}", "--runner-url", f"onnx://{mini_world.hub}",
-        *flags["clip"], *flags["orchestrator"],
-    ], work)
-    yield service
-    assert service.stop() == 0, service.output()
-
-
 def index_all(address: str) -> procs.subprocess.CompletedProcess[str]:
     return procs.cli(["index", "--all", "--quiet", "--address", address])
 
@@ -73,8 +52,9 @@ def search_json(address: str, query: str) -> list[tuple[str, int]]:
     return [(h["modelId"], int(h.get("logitIndex", 0))) for h in hits]
 
 
-def test_five_processes_and_embedded_give_the_same_ranking(five, embedded):
+def test_five_processes_and_embedded_give_the_same_ranking(five, embedded_process):
     orchestrator = five["orchestrator"].address
+    embedded = embedded_process
     for address in (orchestrator, embedded.address):
         result = index_all(address)
         # The two unindexable models are reported, the rest indexed.

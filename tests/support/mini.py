@@ -167,5 +167,18 @@ def build(root: Path, seed: int = 0) -> MiniWorld:
     background = root / "background.txt"
     # Like the paper's background (ImageNet-21k names around ImageNet-1k concepts), the
     # background vocabulary covers the concepts the hub recognises.
-    background.write_text("\n".join(BACKGROUND + CONCEPTS) + "\n")
+    background.write_text("\n".join([*BACKGROUND, *CONCEPTS]) + "\n")
     return MiniWorld(root, config, checkpoint, probe_file, hub, background, buf.getvalue())
+
+
+def service_flags(world: MiniWorld) -> dict[str, list[str]]:
+    """`probelog serve` flags for this world: the CLIP encoder's and the orchestrator's."""
+    return {
+        "clip": [
+            "--clip-model", CLIP_NAME, "--clip-pretrained", str(world.clip_checkpoint),
+            "--clip-config", str(world.clip_config), "--prompt-templates", TEMPLATE, "--cache-dir", "",
+        ],
+        "orchestrator": [
+            "--probe-set-file", str(world.probe_set_file), "--background", str(world.background_file),
+        ],
+    }

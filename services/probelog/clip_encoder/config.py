@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES
 from probelog.common.settings import Settings
@@ -19,7 +19,7 @@ class EncoderSettings(Settings):
     store_address: str = "127.0.0.1:50054"
     #: Probe-set embeddings are cached here across restarts ("" disables the disk cache).
     cache_dir: str = "/tmp/probelog-cache"
-    #: Comma-separated templates, each with one "{}".
-    prompt_templates: tuple[str, ...] = DEFAULT_PROMPT_TEMPLATES
+    #: Templates, each with one "{}", separated by "|".
+    prompt_templates: tuple[str, ...] = field(default=DEFAULT_PROMPT_TEMPLATES, metadata={"separator": "|"})
     #: torch intra-op threads (0: torch's default).
     torch_threads: int = 0

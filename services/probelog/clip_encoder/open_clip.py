@@ -69,9 +69,9 @@ class OpenClipEncoder:
             raise FailedPrecondition(
                 f"unknown CLIP model {model_name!r}; register its config with PROBELOG_CLIP_CONFIG"
             )
-        if pretrained and ("/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))):
-            if not Path(pretrained).is_file():
-                raise FailedPrecondition(f"CLIP checkpoint {pretrained} does not exist")
+        looks_like_path = "/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))
+        if pretrained and looks_like_path and not Path(pretrained).is_file():
+            raise FailedPrecondition(f"CLIP checkpoint {pretrained} does not exist")
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained or None)
         except (RuntimeError, OSError, ValueError) as exc:

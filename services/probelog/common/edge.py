@@ -50,7 +50,7 @@ def rpc(method: F) -> F:
                 raise
             except grpc.aio.AbortError:
                 raise
-            except BaseException as exc:  # noqa: BLE001 - the edge maps everything
+            except BaseException as exc:
                 await _abort(context, exc, name)
 
         return stream_wrapper  # type: ignore[return-value]
@@ -63,7 +63,7 @@ def rpc(method: F) -> F:
             raise
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the edge maps everything
+        except Exception as exc:
             await _abort(context, exc, name)
 
     return unary_wrapper  # type: ignore[return-value]

@@ -36,7 +36,7 @@ def probe_set_id(images: npt.NDArray[np.uint8]) -> str:
     digest = hashlib.sha256()
     digest.update(("x".join(str(d) for d in images.shape)).encode())
     digest.update(b"\0")
-    digest.update(memoryview(images).cast("B"))
+    digest.update(images.tobytes())
     return ID_PREFIX + digest.hexdigest()[:16]
 
 

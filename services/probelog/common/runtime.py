@@ -38,7 +38,12 @@ async def run(
     """
     server: GrpcServer | None = None
     try:
-        server = await create_server(servicers, settings.address(default_port), tls=settings.server_tls)
+        server = await create_server(
+            servicers,
+            settings.address(default_port),
+            tls=settings.server_tls,
+            health_address=settings.health_listen_address,
+        )
         await server.set_serving()
         if ready_file:
             atomic_write_bytes(Path(ready_file), f"{server.port}\n".encode())

@@ -64,12 +64,17 @@ class TlsFiles:
 
 @dataclass
 class GrpcServer:
-    """A started gRPC server with its health servicer."""
+    """A started gRPC server with its health servicer.
+
+    ``health_server`` is a second, plaintext server that answers only grpc.health.v1 (sharing
+    the same statuses): the kubelet's gRPC probes cannot speak TLS.
+    """
 
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
     service_names: list[str] = field(default_factory=list)
+    health_server: grpc.aio.Server | None = None
 
     async def set_serving(self, serving: bool = True) -> None:
         status = (
@@ -83,6 +88,8 @@ class GrpcServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
     async def serve_until_signal(self, grace_s: float = 5.0) -> None:
         """Serve until SIGTERM or SIGINT, then shut down gracefully."""
@@ -105,11 +112,13 @@ async def create_server(
     address: str,
     *,
     tls: TlsFiles | None = None,
+    health_address: str = "",
 ) -> GrpcServer:
     """Build and start a grpc.aio server for ``servicers`` on ``address``.
 
     Registers grpc.health.v1 (overall and per service, NOT_SERVING until
-    :meth:`GrpcServer.set_serving`) and server reflection.
+    :meth:`GrpcServer.set_serving`) and server reflection. With ``health_address``, health is
+    also served in plaintext there, alone.
 
     Returns
     -------
@@ -134,7 +143,16 @@ async def create_server(
     if port == 0:
         raise OSError(f"could not bind {address}")
     await server.start()
-    running = GrpcServer(server=server, port=port, health=health_servicer, service_names=names)
+    health_server = None
+    if health_address:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        if health_server.add_insecure_port(health_address) == 0:
+            raise OSError(f"could not bind the health address {health_address}")
+        await health_server.start()
+    running = GrpcServer(
+        server=server, port=port, health=health_servicer, service_names=names, health_server=health_server
+    )
     await running.set_serving(False)
     logger.info("listening on %s (port %d): %s", address, port, ", ".join(names))
     return running

@@ -20,7 +20,17 @@ S = TypeVar("S", bound="Settings")
 ENV_PREFIX = "PROBELOG_"
 
 
-def _parse(value: str, kind: Any, name: str) -> Any:
+def separator(field: dataclasses.Field[Any]) -> str:
+    """How a tuple field's items are separated in the environment and on the command line:
+    "," unless the field's metadata names another (prompt templates may contain commas)."""
+    return str(field.metadata.get("separator", ","))
+
+
+def split(value: str, sep: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(sep) if part.strip())
+
+
+def _parse(value: str, kind: Any, name: str, sep: str = ",") -> Any:
     if kind is bool:
         lowered = value.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
@@ -33,7 +43,7 @@ def _parse(value: str, kind: Any, name: str) -> Any:
     if kind is float:
         return float(value)
     if typing.get_origin(kind) in (list, tuple):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
+        return split(value, sep)
     return value
 
 
@@ -42,6 +52,8 @@ class Settings:
     """Settings every service has."""
 
     listen_address: str = ""
+    #: Plaintext grpc.health.v1 only, for probes when the main port serves TLS ("" = off).
+    health_listen_address: str = ""
     log_level: str = "INFO"
     grace_s: float = 5.0
     tls_cert_file: str = ""
@@ -63,7 +75,7 @@ class Settings:
             key = ENV_PREFIX + field.name.upper()
             if key in env:
                 try:
-                    values[field.name] = _parse(env[key], hints[field.name], key)
+                    values[field.name] = _parse(env[key], hints[field.name], key, separator(field))
                 except ValueError as exc:
                     raise ValueError(f"{key}: {exc}") from exc
         for name, value in (overrides or {}).items():

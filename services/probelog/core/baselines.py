@@ -142,7 +142,7 @@ def all_probes_distances(
         raise ValueError(f"probe counts differ: {zl.shape[1]} vs {zc.shape[1]}")
     n = zl.shape[1]
     d2 = 2.0 * n - 2.0 * (zl @ zc.T)
-    return np.sqrt(np.maximum(d2, 0.0)).astype(np.float32)
+    return np.asarray(np.sqrt(np.maximum(d2, 0.0)), dtype=np.float32)
 
 
 def all_probes_calibrated_distances(
@@ -162,4 +162,4 @@ def all_probes_calibrated_distances(
     if not 1 <= k <= bg.shape[1]:
         raise ValueError(f"k must be in [1, {bg.shape[1]}], got {k}")
     offsets = np.partition(bg, k - 1, axis=1)[:, :k].mean(axis=1)
-    return (all_probes_distances(logits, concepts) - offsets[:, None]).astype(np.float32)
+    return np.asarray(all_probes_distances(logits, concepts) - offsets[:, None], dtype=np.float32)

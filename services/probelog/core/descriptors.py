@@ -13,6 +13,8 @@ Before two descriptors are compared, each is z-scored over all n probes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -27,7 +29,7 @@ __all__ = [
 
 def validate_descriptors(
     descriptors: npt.ArrayLike, *, what: str = "descriptor"
-) -> npt.NDArray[np.floating]:
+) -> npt.NDArray[np.floating[Any]]:
     """Check that every row carries information and return the rows as a 2-D float array.
 
     A row with a non-finite value or with zero standard deviation over the probes cannot be
@@ -96,7 +98,7 @@ def zscore(descriptors: npt.ArrayLike, *, what: str = "descriptor") -> npt.NDArr
     x = validate_descriptors(descriptors, what=what).astype(np.float64)
     mu = x.mean(axis=1, keepdims=True)
     sigma = x.std(axis=1, keepdims=True)
-    return ((x - mu) / sigma).astype(np.float32)
+    return np.asarray((x - mu) / sigma, dtype=np.float32)
 
 
 def normalize_embeddings(embeddings: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -121,7 +123,7 @@ def normalize_embeddings(embeddings: npt.ArrayLike) -> npt.NDArray[np.float32]:
     norms = np.linalg.norm(e, axis=1, keepdims=True)
     if not np.all(np.isfinite(norms)) or np.any(norms == 0):
         raise ValueError("embeddings must have finite, non-zero norms")
-    return (e / norms).astype(np.float32)
+    return np.asarray(e / norms, dtype=np.float32)
 
 
 def text_descriptors(

@@ -98,7 +98,7 @@ def hubness_coverage(D: npt.ArrayLike) -> npt.NDArray[np.int64]:
     top1 = _rank(d, axis=0)[0]
     counts = np.sort(np.bincount(top1, minlength=d.shape[0]))[::-1]
     counts = counts[counts > 0]
-    return np.cumsum(counts).astype(np.int64)
+    return np.asarray(np.cumsum(counts), dtype=np.int64)
 
 
 def average_precision(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:

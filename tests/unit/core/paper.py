@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 
 def mean_std(values):
     n = len(values)
@@ -44,7 +42,7 @@ def d_calibrated(phi_logit, phi_concept, background, r, k):
 
 
 def cosine(u, v):
-    dot = sum(float(a) * float(b) for a, b in zip(u, v))
+    dot = sum(float(a) * float(b) for a, b in zip(u, v, strict=True))
     nu = math.sqrt(sum(float(a) ** 2 for a in u))
     nv = math.sqrt(sum(float(b) ** 2 for b in v))
     return dot / (nu * nv)
@@ -64,7 +62,7 @@ def phi_query(image_embeddings, probe_embeddings):
     qs = [unit(q) for q in image_embeddings]
     dim = len(qs[0])
     c_q = [sum(q[d] for q in qs) / len(qs) for d in range(dim)]
-    return [sum(a * b for a, b in zip(unit(x), c_q)) for x in probe_embeddings]
+    return [sum(a * b for a, b in zip(unit(x), c_q, strict=True)) for x in probe_embeddings]
 
 
 def softmax(values):

