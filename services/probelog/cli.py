@@ -29,6 +29,8 @@ from probelog.common.runtime import configure_logging
 from probelog.common.settings import Settings, separator, split
 
 DEFAULT_ADDRESS = "localhost:50051"
+#: Short flags for the backend URLs: ``--store redis://...``, ``--runner triton://host:8001``.
+FLAG_ALIASES = {"store_url": ("--store",), "runner_url": ("--runner",)}
 
 
 def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, Any, None]]]]:
@@ -240,6 +242,18 @@ def _probe_sets(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
+def _triton_repo(args: argparse.Namespace) -> int:
+    from probelog.probe_runner.triton_repo import write_repository
+
+    try:
+        names = write_repository(args.hub, args.out, backend=args.backend, models=args.model)
+    except ProbeLogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(names)} models to {args.out} ({args.backend} backend)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probelog", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     probe_sets = client_parser("probe-sets", "list registered probe sets (* marks the default)")
     probe_sets.set_defaults(func=_probe_sets)
 
+    repo = sub.add_parser("triton-repo", help="write a hub of ONNX models as a Triton model repository")
+    repo.add_argument("hub", help="model hub: NAME/config.pbtxt + NAME/<version>/model.onnx, or NAME.onnx files")
+    repo.add_argument("out", help="the repository directory to write (models in it are replaced)")
+    repo.add_argument(
+        "--backend", choices=("onnxruntime", "python"), default="onnxruntime",
+        help="onnxruntime: Triton's ONNX backend (GPU servers); python: a model.py running onnxruntime "
+        "(CPU-only servers with the Python backend only)",
+    )
+    repo.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
+    repo.set_defaults(func=_triton_repo)
+
     try:
         from probelog.world import cli as world_cli
     except ImportError:
@@ -315,19 +340,19 @@ def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], se
     fresh = [f for f in dataclasses.fields(cls) if f.name not in seen]
     seen.update(f.name for f in fresh)
     for field in fresh:
-        flag = "--" + field.name.replace("_", "-")
+        flags = ["--" + field.name.replace("_", "-"), *FLAG_ALIASES.get(field.name, ())]
         kind = hints[field.name]
         help_text = f"env PROBELOG_{field.name.upper()}"
         if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is tuple:
             sep = separator(field)
             parser.add_argument(
-                flag, dest=field.name, default=None, help=help_text + f" ({sep!r}-separated)",
+                *flags, dest=field.name, default=None, help=help_text + f" ({sep!r}-separated)",
                 type=lambda v, sep=sep: split(v, sep),
             )
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, default=None, help=help_text)
+            parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

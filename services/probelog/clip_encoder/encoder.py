@@ -40,6 +40,16 @@ class TextImageEncoder(Protocol):
     def encode_images(self, images: Sequence[Image.Image]) -> npt.NDArray[np.float32]: ...
 
 
+def ensemble_text_embeddings(
+    encoder: TextImageEncoder, texts: Sequence[str], templates: Sequence[str]
+) -> npt.NDArray[np.float32]:
+    """One unit-norm embedding per text: the renormalised mean of its embeddings through each
+    prompt template (CLIP's prompt ensembling), shape (n_texts, dim)."""
+    prompts = [t.format(text.strip()) for text in texts for t in templates]
+    emb = encoder.encode_text(prompts).reshape(len(texts), len(templates), -1).mean(axis=1)
+    return np.asarray(emb / np.linalg.norm(emb, axis=1, keepdims=True), dtype=np.float32)
+
+
 def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
     for template in templates:
         if template.count("{}") != 1:
@@ -107,10 +117,7 @@ class ClipEncoder:
                 raise InvalidArgument(f"text {i} is empty")
             if len(text) > MAX_TEXT_CHARS:
                 raise InvalidArgument(f"text {i} is longer than {MAX_TEXT_CHARS} characters")
-        prompts = [t.format(text.strip()) for text in texts for t in templates]
-        emb = await asyncio.to_thread(self.encoder.encode_text, prompts)
-        emb = emb.reshape(len(texts), len(templates), -1).mean(axis=1)
-        return (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+        return await asyncio.to_thread(ensemble_text_embeddings, self.encoder, texts, templates)
 
     async def encode_images(self, images: Sequence[bytes]) -> npt.NDArray[np.float32]:
         decoded = [decode_image(data, f"image {i}") for i, data in enumerate(images)]

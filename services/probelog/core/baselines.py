@@ -59,6 +59,12 @@ def _top_probes(logits: npt.ArrayLike, top_k: int, n_probes: int) -> npt.NDArray
     return np.argsort(-x, axis=1, kind="stable")[:, :top_k]
 
 
+def _blocks(n_logits: int, top_k: int, n_concepts: int) -> list[slice]:
+    """Row blocks whose (block, top_k, n_concepts) float64 intermediate stays near 64 MB."""
+    rows = max(1, (8 << 20) // max(1, top_k * n_concepts))
+    return [slice(s, min(s + rows, n_logits)) for s in range(0, n_logits, rows)]
+
+
 def _pmi(log_p_given: npt.NDArray[np.float64], lam: float) -> npt.NDArray[np.float32]:
     # log p(c) over the gallery: log of the mean over logits of prod_i p(c | x_ai), computed
     # with logsumexp to avoid underflow. Eq. 7's + lambda log|C| is a constant and ranks
@@ -93,7 +99,9 @@ def wpmi(
     p = concept_probabilities(concepts, a)
     top = _top_probes(logits, top_k, p.shape[0])
     log_p = np.log(p + MIN_PROB)
-    log_p_given = log_p[top].sum(axis=1)  # (n_logits, n_concepts)
+    log_p_given = np.concatenate(
+        [log_p[top[rows]].sum(axis=1) for rows in _blocks(len(top), top_k, p.shape[1])]
+    )  # (n_logits, n_concepts)
     return _pmi(log_p_given, lam)
 
 
@@ -120,9 +128,11 @@ def soft_wpmi(
     p = concept_probabilities(concepts, a)
     top = _top_probes(logits, top_k, p.shape[0])
     weights = p_start - np.arange(top_k) / top_k * (p_start - p_end)  # (top_k,)
-    soft = 1.0 + weights[None, :, None] * (p[top] - 1.0)  # (n_logits, top_k, n_concepts)
-    log_p_given = np.log(soft + MIN_PROB).sum(axis=1)
-    return _pmi(log_p_given, lam)
+    blocks = []
+    for rows in _blocks(len(top), top_k, p.shape[1]):
+        soft = 1.0 + weights[None, :, None] * (p[top[rows]] - 1.0)  # (block, top_k, n_concepts)
+        blocks.append(np.log(soft + MIN_PROB).sum(axis=1))
+    return _pmi(np.concatenate(blocks), lam)
 
 
 def all_probes_distances(

@@ -14,3 +14,9 @@ class StoreSettings(Settings):
     redis_username: str = ""
     redis_password: str = ""
     redis_tls_ca_file: str = ""
+    #: Keys are "{<prefix>}:...": one hash tag, so transactions work on a Redis Cluster.
+    redis_key_prefix: str = "probelog"
+    #: The change stream is trimmed to about this many entries (followers further behind reload).
+    redis_stream_maxlen: int = 100_000
+    #: How long a call is retried with backoff while Redis is unreachable, before UNAVAILABLE.
+    redis_retry_s: float = 5.0

@@ -6,6 +6,7 @@ from probelog.clip_encoder.client import ClipEncoderClient
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
 from probelog.descriptor_store.client import DescriptorStoreClient
+from probelog.orchestrator.auto_index import AutoIndexer
 from probelog.orchestrator.config import PORT, OrchestratorSettings
 from probelog.orchestrator.search import SearchEngine, load_background
 from probelog.orchestrator.servicer import SearchServicer
@@ -44,8 +45,13 @@ async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
     )
     if settings.probe_set_file:
         await engine.register_probe_set_file(settings.probe_set_file)
+    indexer = AutoIndexer(engine, settings.auto_index_interval_s) if settings.auto_index else None
+    if indexer is not None:
+        indexer.start()
 
     async def cleanup() -> None:
+        if indexer is not None:
+            await indexer.stop()
         for client in (store, runner, encoder, ranker):
             await client.close()
 

@@ -1,0 +1,130 @@
+"""Auto-indexing: every model that appears in the runner's repository becomes searchable.
+
+With ``auto_index`` on, the orchestrator polls the probe runner's model list (Triton's repository
+index) every ``auto_index_interval_s`` and indexes, for the default probe set, each model that
+the store does not hold yet. A model dropped into the repository is thus indexed without a call:
+the runner loads it on demand (explicit model-control mode), which is why the poll lists every
+model in the repository, not only the loaded ones.
+
+A model that cannot be indexed (FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND) is logged once
+and not tried again until it leaves the repository; an unreachable backend (UNAVAILABLE,
+DEADLINE_EXCEEDED) ends the round and is retried at the next one. The loop never dies of an
+error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from probelog.common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ProbeLogError,
+    Unavailable,
+)
+from probelog.orchestrator.search import SearchEngine
+
+logger = logging.getLogger(__name__)
+
+#: Deadline of one auto-indexing IndexModel (probing a large model on a busy server is slow).
+INDEX_TIMEOUT_S = 600.0
+
+
+class AutoIndexer:
+    """Indexes the models of the runner's repository that the store lacks.
+
+    Parameters
+    ----------
+    engine : SearchEngine
+    interval_s : float
+        Seconds between two polls of the repository.
+    """
+
+    def __init__(self, engine: SearchEngine, interval_s: float = 10.0) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"auto-index interval must be positive, got {interval_s}")
+        self.engine = engine
+        self.interval_s = interval_s
+        #: Models that failed for a reason retrying will not change: name -> message.
+        self.failed: dict[str, str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="auto-index")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        logger.info("auto-indexing every %.1f s", self.interval_s)
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("auto-index round failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def _indexed(self, probe_set_id: str) -> set[str]:
+        indexed: set[str] = set()
+        token = ""
+        while True:
+            infos, token = await self.engine.store.list_models(probe_set_id, page_size=1000, page_token=token)
+            indexed.update(i.model_id for i in infos)
+            if not token:
+                return indexed
+
+    async def run_once(self) -> list[str]:
+        """One round: index what is new. Returns the model names indexed."""
+        try:
+            probe_set = await self.engine.resolve_probe_set("")
+            served = await self.engine.runner.list_models(ready_only=False)
+            indexed = await self._indexed(probe_set.probe_set_id)
+        except (Unavailable, DeadlineExceeded) as exc:
+            logger.warning("auto-index: cannot list models (%s); next try in %.0f s", exc, self.interval_s)
+            return []
+        except FailedPrecondition as exc:
+            logger.warning("auto-index: %s", exc)
+            return []
+        names = {m.name for m in served}
+        for gone in set(self.failed) - names:
+            del self.failed[gone]  # left the repository: a new model of that name gets a new try
+        todo = sorted(names - indexed - set(self.failed))
+        done: list[str] = []
+        for name in todo:
+            started = time.perf_counter()
+            try:
+                response = await self.engine.index_model(
+                    name, probe_set_id=probe_set.probe_set_id, timeout=INDEX_TIMEOUT_S
+                )
+            except (FailedPrecondition, InvalidArgument, NotFound) as exc:
+                self.failed[name] = str(exc)
+                logger.warning("auto-index: %s cannot be indexed, not retrying: %s: %s", name, exc.code.name, exc)
+                continue
+            except (Unavailable, DeadlineExceeded) as exc:
+                logger.warning("auto-index: %s: %s: %s; retrying next round", name, exc.code.name, exc)
+                break
+            except ProbeLogError as exc:
+                logger.warning("auto-index: %s: %s: %s; retrying next round", name, exc.code.name, exc)
+                continue
+            done.append(name)
+            logger.info(
+                "auto-index: indexed %s (%d logits) in %.1f s%s",
+                name, response.model.n_logits, time.perf_counter() - started,
+                "" if response.searchable else " (not yet searchable)",
+            )
+        if todo:
+            logger.info(
+                "auto-index round: %d new, %d indexed, %d not indexable so far", len(todo), len(done), len(self.failed)
+            )
+        return done

@@ -1,0 +1,342 @@
+"""The Redis descriptor store against a real Redis server.
+
+The contract tests run on both backends (the on-disk store of embedded mode and Redis): same
+results, same errors. The Redis-only tests check the key schema's promises: atomic writes,
+idempotent re-indexing, complete deletes, cursor paging, the change feed (catch-up, follow,
+reset when trimmed), retries across a restart, and credentials passed through but never echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import uuid
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from probelog.common.errors import InvalidArgument, NotFound, Unavailable
+from probelog.common.ports import ChangeKind
+from probelog.core.distance import logit_entries
+from probelog.descriptor_store import redis_server
+from probelog.descriptor_store.config import StoreSettings
+from probelog.descriptor_store.file_store import FileDescriptorStore
+from probelog.descriptor_store.redis_store import CHUNK_BYTES, RedisDescriptorStore
+from probelog.v1 import types_pb2
+from tests.support.backends import redis_for_tests
+
+N_PROBES = 120
+R = 10
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    with redis_for_tests(tmp_path_factory.mktemp("redis")) as handle:
+        yield handle.url
+
+
+def _prefix() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+async def _redis_store(url: str, **settings) -> RedisDescriptorStore:
+    store = RedisDescriptorStore.from_settings(
+        StoreSettings(store_url=url, redis_key_prefix=settings.pop("redis_key_prefix", _prefix()), **settings)
+    )
+    await store.open()
+    return store
+
+
+@pytest_asyncio.fixture(params=["file", "redis"])
+async def store(request, tmp_path, redis_url):
+    if request.param == "file":
+        s = FileDescriptorStore(tmp_path / "store")
+        await s.open()
+    else:
+        s = await _redis_store(redis_url)
+    yield s
+    await s.close()
+
+
+def _images(seed: int = 0, n: int = N_PROBES, size: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def _model(ps_id: str, model_id: str, n_logits: int = 3, seed: int = 0, n_probes: int = N_PROBES):
+    rng = np.random.default_rng(seed)
+    entries = logit_entries(rng.normal(size=(n_logits, n_probes)).astype(np.float32), R)
+    offsets = rng.normal(size=n_logits).astype(np.float32)
+    info = types_pb2.ModelInfo(model_id=model_id, probe_set_id=ps_id, n_logits=n_logits, r=R)
+    return info, entries, offsets
+
+
+# ---------------------------------------------------------------------- contract (both backends)
+
+
+async def test_probe_sets_register_once_and_round_trip(store):
+    images = _images()
+    info, created = await store.put_probe_set("probes", images)
+    again, created_again = await store.put_probe_set("other name", images)
+    assert (created, created_again) == (True, False)
+    assert again == info and info.name == "probes" and info.n_probes == N_PROBES
+    assert await store.probe_set_info(info.probe_set_id) == info
+    got_info, got = await store.get_probe_set(info.probe_set_id)
+    assert got_info == info and np.array_equal(got, images)
+    assert [p.probe_set_id for p in await store.list_probe_sets()] == [info.probe_set_id]
+    with pytest.raises(NotFound):
+        await store.probe_set_info("ps-0000000000000000")
+    with pytest.raises(InvalidArgument):
+        await store.probe_set_info("not-an-id")
+    with pytest.raises(InvalidArgument):
+        await store.put_probe_set("bad", np.zeros((3, 8, 8), dtype=np.uint8))
+
+
+async def test_models_put_get_list_delete_with_sequences(store):
+    ps, _ = await store.put_probe_set("probes", _images())
+    ps_id = ps.probe_set_id
+    assert await store.current_sequence() == 0
+    sequences = []
+    for i, model_id in enumerate(["b", "a", "c/with:odd chars", "a"]):
+        info, entries, offsets = _model(ps_id, model_id, seed=i)
+        sequences.append(await store.put_model(info, entries, offsets))
+    assert sequences == [1, 2, 3, 4]
+    assert await store.current_sequence() == 4
+    stored = await store.get_model(ps_id, "a", include_descriptors=True)
+    _, entries, offsets = _model(ps_id, "a", seed=3)  # the re-indexed version wins
+    assert np.array_equal(stored.entries.top_indices, entries.top_indices)
+    assert np.allclose(stored.entries.top_values, entries.top_values)
+    assert np.allclose(stored.offsets, offsets)
+    assert (await store.get_model(ps_id, "a")).entries is None
+    infos, token = await store.list_models(ps_id)
+    assert [i.model_id for i in infos] == ["a", "b", "c/with:odd chars"] and token == ""
+    assert await store.delete_model(ps_id, "b") == 5
+    with pytest.raises(NotFound):
+        await store.delete_model(ps_id, "b")
+    with pytest.raises(NotFound):
+        await store.get_model(ps_id, "b")
+    with pytest.raises(NotFound):
+        await store.get_model("ps-0000000000000000", "a")
+    changes = []
+    async for change in store.watch(2):
+        changes.append((change.sequence, change.kind, change.model_id))
+        if change.sequence == 5:
+            break
+    assert changes == [
+        (3, ChangeKind.PUT, "c/with:odd chars"), (4, ChangeKind.PUT, "a"), (5, ChangeKind.DELETE, "b"),
+    ]
+
+
+async def test_invalid_models_are_refused_and_nothing_is_stored(store):
+    ps, _ = await store.put_probe_set("probes", _images())
+    info, entries, offsets = _model(ps.probe_set_id, "m")
+    with pytest.raises(InvalidArgument, match="offsets"):
+        await store.put_model(info, entries, offsets[:2])
+    bad = np.array(offsets)
+    bad[0] = np.nan
+    with pytest.raises(InvalidArgument, match="non-finite"):
+        await store.put_model(info, entries, bad)
+    with pytest.raises(InvalidArgument):
+        await store.put_model(types_pb2.ModelInfo(model_id="", probe_set_id=ps.probe_set_id, n_logits=3), entries, offsets)
+    assert await store.list_models(ps.probe_set_id) == ([], "")
+    assert await store.current_sequence() == 0
+
+
+async def test_listing_pages_by_cursor(store):
+    ps, _ = await store.put_probe_set("probes", _images())
+    ids = [f"model-{i:02d}" for i in range(23)]
+    for i, model_id in enumerate(ids):
+        await store.put_model(*_model(ps.probe_set_id, model_id, seed=i))
+    pages, token = [], ""
+    while True:
+        infos, token = await store.list_models(ps.probe_set_id, page_size=10, page_token=token)
+        pages.append([i.model_id for i in infos])
+        if not token:
+            break
+        # A model added behind the cursor does not shift the pages still to come.
+        await store.put_model(*_model(ps.probe_set_id, "model-00a"))
+    assert [len(p) for p in pages] == [10, 10, 3]
+    assert list(itertools.chain(*pages)) == ids
+
+
+# ---------------------------------------------------------------------- Redis only
+
+
+async def test_key_schema_reindex_is_idempotent_and_delete_removes_everything(redis_url):
+    store = await _redis_store(redis_url)
+    raw = store._redis
+    try:
+        images = _images(size=64, n=1100)  # 13.5 MB: several chunks
+        ps, _ = await store.put_probe_set("big", images)
+        ps_id = ps.probe_set_id
+        n_chunks = -(-images.nbytes // ((CHUNK_BYTES // images[0].nbytes) * images[0].nbytes))
+        assert n_chunks > 1
+        _, got = await store.get_probe_set(ps_id)
+        assert np.array_equal(got, images)
+        tag = "{" + store.prefix + "}"
+
+        async def keys() -> set[bytes]:
+            return {k async for k in raw.scan_iter(match=f"{tag}:*")}
+
+        base = {f"{tag}:probe_sets", f"{tag}:ps:{ps_id}", *(f"{tag}:ps:{ps_id}:chunk:{i}" for i in range(n_chunks))}
+        assert await keys() == {k.encode() for k in base}
+        info, entries, offsets = _model(ps_id, "m:1", n_probes=len(images))
+        await store.put_model(info, entries, offsets)
+        after_one = await keys()
+        record = await raw.get(f"{tag}:model:{ps_id}:m:1")
+        await store.put_model(info, entries, offsets)
+        assert await keys() == after_one  # same keys, one listing entry, the same record
+        assert await raw.zrange(f"{tag}:models:{ps_id}", 0, -1) == [b"m:1"]
+        assert await raw.get(f"{tag}:model:{ps_id}:m:1") == record
+        # Compact binary, not JSON: the record is about the size of the arrays themselves.
+        assert len(record) < 1.2 * (entries.top_indices.size * 8 + offsets.size * 4) + 200
+        await store.delete_model(ps_id, "m:1")
+        assert await keys() == {k.encode() for k in base} | {f"{tag}:changes".encode()}
+        assert await raw.xlen(f"{tag}:changes") == 3
+    finally:
+        await store.close()
+
+
+async def test_half_registered_probe_set_is_invisible_until_committed(redis_url):
+    # A writer that crashed after its chunks and before the commit leaves chunks but no header.
+    store = await _redis_store(redis_url)
+    try:
+        images = _images(seed=5)
+        from probelog.common.probe_sets import probe_set_id
+
+        ps_id = probe_set_id(images)
+        await store._redis.set(store._chunk_key(ps_id, 0), images.tobytes())
+        with pytest.raises(NotFound):
+            await store.probe_set_info(ps_id)
+        assert await store.list_probe_sets() == []
+        info, created = await store.put_probe_set("probes", images)
+        assert created and info.probe_set_id == ps_id
+        assert np.array_equal((await store.get_probe_set(ps_id))[1], images)
+    finally:
+        await store.close()
+
+
+async def test_change_feed_follows_and_resets_when_trimmed(redis_url):
+    writer = await _redis_store(redis_url)
+    reader = await _redis_store(redis_url, redis_key_prefix=writer.prefix)
+    try:
+        ps, _ = await writer.put_probe_set("probes", _images())
+        for i in range(3):
+            await writer.put_model(*_model(ps.probe_set_id, f"m{i}", seed=i))
+        feed = reader.watch(1)
+        assert [(c.sequence, c.model_id) for c in [await anext(feed), await anext(feed)]] == [(2, "m1"), (3, "m2")]
+        pending = asyncio.ensure_future(anext(feed))
+        await asyncio.sleep(0.1)
+        assert not pending.done()  # blocked on XREAD until the next write
+        await writer.delete_model(ps.probe_set_id, "m0")
+        change = await asyncio.wait_for(pending, 30)
+        assert (change.sequence, change.kind, change.model_id) == (4, ChangeKind.DELETE, "m0")
+        await feed.aclose()
+        # Trim the stream past what a late follower asks for: it is told to reload.
+        for i in range(3, 6):
+            await writer.put_model(*_model(ps.probe_set_id, f"m{i}", seed=i))
+        await writer._redis.xtrim(writer._changes_key, maxlen=1, approximate=False)
+        late = reader.watch(2)
+        first, second = await anext(late), await anext(late)
+        assert first.kind is ChangeKind.RESET
+        assert (second.sequence, second.model_id) == (7, "m5")
+        await late.aclose()
+        # A follower ahead of the stream (the data set was lost) is told to reload too.
+        ahead = reader.watch(1000)
+        assert (await anext(ahead)).kind is ChangeKind.RESET
+        await ahead.aclose()
+        assert await reader.current_sequence() == 7
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_unreachable_redis_is_unavailable_naming_the_endpoint_without_the_password():
+    port = redis_server.free_port()
+    store = RedisDescriptorStore.from_settings(
+        StoreSettings(store_url=f"redis://:hunter2@127.0.0.1:{port}/3", redis_password="s3cret", redis_retry_s=0.3)
+    )
+    with pytest.raises(Unavailable) as raised:
+        await store.open()
+    message = str(raised.value)
+    assert f"redis at 127.0.0.1:{port}/3" in message
+    assert "s3cret" not in message and "hunter2" not in message
+    await store.close()
+
+
+async def test_acl_user_and_password_are_passed_through(redis_url):
+    admin = await _redis_store(redis_url)
+    user, prefix = f"user-{uuid.uuid4().hex[:6]}", _prefix()
+    try:
+        await admin._redis.execute_command(
+            "ACL", "SETUSER", user, "on", ">pw-ok", f"~{{{prefix}}}:*", "+@all", "-@dangerous", "+info"
+        )
+        store = await _redis_store(redis_url, redis_key_prefix=prefix, redis_username=user, redis_password="pw-ok")
+        ps, created = await store.put_probe_set("probes", _images())
+        assert created
+        assert await store.put_model(*_model(ps.probe_set_id, "m")) == 1
+        await store.close()
+        wrong = RedisDescriptorStore.from_settings(StoreSettings(
+            store_url=redis_url, redis_key_prefix=prefix, redis_username=user, redis_password="pw-wrong",
+        ))
+        with pytest.raises(Unavailable, match="refused the credentials") as raised:
+            await wrong.open()
+        assert "pw-wrong" not in str(raised.value)
+        await wrong.close()
+    finally:
+        await admin._redis.execute_command("ACL", "DELUSER", user)
+        await admin.close()
+
+
+async def test_writes_and_the_change_feed_survive_a_redis_restart(tmp_path):
+    # A persistent Redis (fsynced AOF) killed with SIGKILL: a write issued while it is down is
+    # retried with backoff and lands once it is back; the follower resumes where it was.
+    server = redis_server.start(tmp_path / "redis", persistent=True)
+    store = await _redis_store(server.url, redis_retry_s=60.0)
+    follower = await _redis_store(server.url, redis_key_prefix=store.prefix)
+    try:
+        ps, _ = await store.put_probe_set("probes", _images())
+        await store.put_model(*_model(ps.probe_set_id, "before"))
+        feed = follower.watch(0)
+        assert (await anext(feed)).model_id == "before"
+        server.kill()
+        write = asyncio.ensure_future(store.put_model(*_model(ps.probe_set_id, "during")))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(server.restart)
+        assert await asyncio.wait_for(write, 60) == 2
+        change = await asyncio.wait_for(anext(feed), 60)
+        assert (change.sequence, change.model_id) == (2, "during")
+        infos, _ = await store.list_models(ps.probe_set_id)
+        assert [i.model_id for i in infos] == ["before", "during"]
+        await feed.aclose()
+    finally:
+        await store.close()
+        await follower.close()
+        server.stop()
+
+
+async def test_tls_is_verified_with_the_configured_ca(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+         "-out", str(cert), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    tls_port = redis_server.free_port()
+    server = redis_server.start(tmp_path / "redis", extra_args=(
+        "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+    ))
+    url = f"rediss://127.0.0.1:{tls_port}/0"
+    try:
+        store = await _redis_store(url, redis_tls_ca_file=str(cert))
+        ps, created = await store.put_probe_set("probes", _images())
+        assert created and (await store.probe_set_info(ps.probe_set_id)) == ps
+        await store.close()
+        unverified = RedisDescriptorStore.from_settings(StoreSettings(store_url=url, redis_retry_s=0.2))
+        with pytest.raises(Unavailable, match=f"redis at 127.0.0.1:{tls_port}/0"):
+            await unverified.open()  # the system CAs do not know this certificate
+        await unverified.close()
+    finally:
+        server.stop()
