@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     repo.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
     repo.set_defaults(func=_triton_repo)
 
+    from probelog.ranker import recalibrate
+
+    recalibrate.register(sub)
     try:
         from probelog.world import cli as world_cli
     except ImportError:

@@ -1,19 +1,28 @@
 """The in-memory search index: every indexed logit as a compact sparse row.
 
-Per logit l the index keeps its top-r probe indices t_l (uint16 while n_probes < 65,536, uint32
+Per logit l the index keeps its top-r probe indices t_l (uint16 while n_probes <= 65,536, uint32
 otherwise), its z-scored responses a_l at those probes (float16 by default, float32 as an
 option), ``||a_l||^2`` and its calibration offset. A query with z-scored descriptor z costs one
-pass over those rows (DESIGN.md):
+pass over those rows (DESIGN.md; :mod:`probelog.core.kernels`):
 
-    d^2(l, c) = ||a_l||^2 + sum_j z[t_lj] * (z[t_lj] - 2 a_lj)
+    d^2(l, c) = ||a_l||^2 - 2 <a_l, z[t_l]> + sum_j z[t_lj]^2 = sum_j (z[t_lj] - a_lj)^2
     score(l, c) = sqrt(d^2(l, c)) - offset(l)                       (paper Eq. 5, 6)
 
 Bytes per logit in the default layout at r = 50: 50 * 2 (indices) + 50 * 2 (values) + 4 (norm)
 + 4 (offset) = 208. ``||a_l||^2`` is computed from the stored (rounded) values, so a stored row
-is an exact point and distances to it are never negative.
+is an exact point. The fused kernels sum ``(z - a)^2`` directly (the same number of operations,
+no cancellation) and read 204 of those bytes; the sparse-matrix form, for scipy or BLAS
+consumers (:meth:`SparseLogitIndex.as_sparse`), uses the norm.
 
-Adding a model appends its rows (amortised growth); removing one marks its rows dead
-(tombstones) and :meth:`SparseLogitIndex.compact` reclaims them. Neither rebuilds the index.
+float16 costs little accuracy (bench/results/ranker.md): on a synthetic hub of 50,000 logits with
+planted matches, the float16 and float32 indexes return the same top-10 sets for all 200 queries
+(the same order for ~96%: neighbours with nearly equal scores swap) and the planted logit's rank
+does not change. Values keep 11 significant bits, so a distance moves by about 1e-3 relative.
+
+Each model's rows are one contiguous segment. Adding a model appends its rows (amortised
+growth); removing one marks its segment dead (a tombstone) and :meth:`SparseLogitIndex.compact`
+reclaims the rows. Neither rebuilds the index. Equal scores are ordered by model id, then logit
+index, whatever the insertion order, so a sharded ranker merges into exactly this order.
 """
 
 from __future__ import annotations
@@ -21,9 +30,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from probelog.core import kernels
 from probelog.core.descriptors import zscore
@@ -31,7 +42,10 @@ from probelog.core.distance import LogitEntries
 
 __all__ = ["IndexHit", "IndexStats", "SparseLogitIndex"]
 
+G = TypeVar("G", bound=np.generic)
+
 _MIN_CAPACITY = 1024
+_MIN_SEGMENTS = 64
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class _Model:
     start: int
     stop: int
     labels: tuple[str, ...] = field(default_factory=tuple)
+    segment: int = -1
 
 
 class SparseLogitIndex:
@@ -74,6 +89,8 @@ class SparseLogitIndex:
         Probes kept per logit.
     values_dtype : {np.float16, np.float32}
         Storage type of the z-scored values. float16 halves the bytes a query reads.
+    backend : {"numba", "numpy"}, optional
+        Scan kernel (:mod:`probelog.core.kernels`); default: numba when installed.
 
     Notes
     -----
@@ -81,7 +98,12 @@ class SparseLogitIndex:
     """
 
     def __init__(
-        self, n_probes: int, r: int, values_dtype: npt.DTypeLike = np.float16
+        self,
+        n_probes: int,
+        r: int,
+        values_dtype: npt.DTypeLike = np.float16,
+        *,
+        backend: str | None = None,
     ) -> None:
         if n_probes < 2:
             raise ValueError(f"n_probes must be at least 2, got {n_probes}")
@@ -93,18 +115,88 @@ class SparseLogitIndex:
         if self.values_dtype not in (np.dtype(np.float16), np.dtype(np.float32)):
             raise ValueError(f"values_dtype must be float16 or float32, got {self.values_dtype}")
         self.index_dtype = np.dtype(np.uint16 if n_probes <= 65536 else np.uint32)
+        self.backend = backend
         self._lock = threading.RLock()
         self._size = 0
-        self._idx = np.empty((0, self.r), dtype=self.index_dtype)
-        self._val = np.empty((0, self.r), dtype=self.values_dtype)
+        self._idx: npt.NDArray[np.unsignedinteger[Any]] = np.empty((0, self.r), dtype=self.index_dtype)
+        self._val: npt.NDArray[np.floating[Any]] = np.empty((0, self.r), dtype=self.values_dtype)
         self._sq_norm = np.empty(0, dtype=np.float32)
         self._offset = np.empty(0, dtype=np.float32)
-        self._alive = np.empty(0, dtype=bool)
-        # Row segments in row order: each model's rows are contiguous. Dead segments stay until
-        # compaction so that row numbers never move under a reader.
+        # Segments in row order, one per add(): a model's rows are contiguous. Removed models'
+        # segments stay (dead) until compaction, so that row numbers never move under a reader.
         self._models: dict[str, _Model] = {}
         self._segments: list[_Model] = []
+        self._n_segments = 0
+        self._seg_start = np.empty(0, dtype=np.int64)
+        self._seg_stop = np.empty(0, dtype=np.int64)
+        self._seg_alive = np.empty(0, dtype=np.bool_)
+        self._seg_key = np.empty(0, dtype=np.int64)
+        self._keys_stale = False
         self._dead_rows = 0
+
+    @classmethod
+    def from_arrays(
+        cls,
+        n_probes: int,
+        top_indices: npt.ArrayLike,
+        top_values: npt.ArrayLike,
+        offsets: npt.ArrayLike,
+        model_ids: Sequence[str],
+        logits_per_model: Sequence[int] | npt.ArrayLike,
+        values_dtype: npt.DTypeLike = np.float16,
+        *,
+        backend: str | None = None,
+    ) -> SparseLogitIndex:
+        """An index over pre-built rows, without a call per model (snapshots, benchmarks).
+
+        Parameters
+        ----------
+        top_indices, top_values : array-like of shape (n_logits, r)
+            Rows of all models, model after model.
+        offsets : array-like of shape (n_logits,)
+        model_ids : sequence of str
+            Distinct ids, one per model, in row order.
+        logits_per_model : sequence of int
+            Rows of each model; sums to n_logits.
+        """
+        idx = np.asarray(top_indices)
+        counts = np.asarray(logits_per_model, dtype=np.int64)
+        if idx.ndim != 2:
+            raise ValueError(f"top_indices must have shape (n_logits, r), got {idx.shape}")
+        index = cls(n_probes, idx.shape[1], values_dtype, backend=backend)
+        n = idx.shape[0]
+        if len(model_ids) != len(counts) or counts.sum() != n or (counts < 1).any():
+            raise ValueError("logits_per_model must give each model at least one row and sum to n_logits")
+        if len(set(model_ids)) != len(model_ids):
+            raise ValueError("model ids must be distinct")
+        values = np.asarray(top_values, dtype=index.values_dtype)
+        offsets = np.asarray(offsets, dtype=np.float32).reshape(-1)
+        if values.shape != idx.shape or offsets.shape != (n,):
+            raise ValueError("top_values must match top_indices and offsets must have one value per row")
+        if n and (idx.min() < 0 or idx.max() >= n_probes):
+            raise ValueError(f"top_indices must lie in [0, {n_probes})")
+        if not (np.isfinite(values).all() and np.isfinite(offsets).all()):
+            raise ValueError("non-finite descriptor values")
+        index._reserve(n)
+        index._idx[:n] = idx
+        index._val[:n] = values
+        stored = values.astype(np.float32)
+        index._sq_norm[:n] = np.einsum("lr,lr->l", stored, stored)
+        index._offset[:n] = offsets
+        index._size = n
+        stops = np.cumsum(counts)
+        index._reserve_segments(len(counts))
+        for s, (model_id, stop, count) in enumerate(zip(model_ids, stops.tolist(), counts.tolist(), strict=True)):
+            model = _Model(model_id, stop - count, stop, (), s)
+            index._models[model_id] = model
+            index._segments.append(model)
+        m = len(counts)
+        index._seg_start[:m] = stops - counts
+        index._seg_stop[:m] = stops
+        index._seg_alive[:m] = True
+        index._n_segments = m
+        index._keys_stale = True
+        return index
 
     # ------------------------------------------------------------------ mutation
 
@@ -146,19 +238,27 @@ class SparseLogitIndex:
         if label_tuple and len(label_tuple) != n:
             raise ValueError(f"model {model_id!r}: {len(label_tuple)} labels for {n} logits")
         values = entries.top_values.astype(self.values_dtype)
+        if not np.isfinite(values).all():
+            raise ValueError(f"model {model_id!r} has values beyond the range of {self.values_dtype}")
         stored = values.astype(np.float32)
         with self._lock:
             self._remove_locked(model_id)
             self._reserve(self._size + n)
+            self._reserve_segments(self._n_segments + 1)
             rows = slice(self._size, self._size + n)
             self._idx[rows] = entries.top_indices
             self._val[rows] = values
             self._sq_norm[rows] = np.einsum("lr,lr->l", stored, stored)
             self._offset[rows] = offsets
-            self._alive[rows] = True
-            model = _Model(model_id, self._size, self._size + n, label_tuple)
+            s = self._n_segments
+            model = _Model(model_id, self._size, self._size + n, label_tuple, s)
             self._models[model_id] = model
             self._segments.append(model)
+            self._seg_start[s] = model.start
+            self._seg_stop[s] = model.stop
+            self._seg_alive[s] = True
+            self._n_segments += 1
+            self._keys_stale = True
             self._size += n
 
     def remove(self, model_id: str) -> bool:
@@ -170,7 +270,7 @@ class SparseLogitIndex:
         model = self._models.pop(model_id, None)
         if model is None:
             return False
-        self._alive[model.start : model.stop] = False
+        self._seg_alive[model.segment] = False
         self._dead_rows += model.stop - model.start
         return True
 
@@ -179,21 +279,31 @@ class SparseLogitIndex:
         with self._lock:
             if self._dead_rows == 0:
                 return 0
-            keep = np.flatnonzero(self._alive[: self._size])
+            m = self._n_segments
+            alive = self._seg_alive[:m]
+            lengths = (self._seg_stop[:m] - self._seg_start[:m])[alive]
+            starts = self._seg_start[:m][alive]
+            keep = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
             self._idx = self._idx[keep].copy()
             self._val = self._val[keep].copy()
             self._sq_norm = self._sq_norm[keep].copy()
             self._offset = self._offset[keep].copy()
-            self._alive = np.ones(len(keep), dtype=bool)
-            segments, start = [], 0
+            segments: list[_Model] = []
+            start = 0
             for model in self._segments:
-                if self._models.get(model.model_id) is not model:
+                if not self._seg_alive[model.segment]:
                     continue
                 n = model.stop - model.start
-                model.start, model.stop = start, start + n
+                model.start, model.stop, model.segment = start, start + n, len(segments)
                 segments.append(model)
                 start += n
             self._segments = segments
+            self._n_segments = len(segments)
+            self._seg_start = np.array([s.start for s in segments], dtype=np.int64)
+            self._seg_stop = np.array([s.stop for s in segments], dtype=np.int64)
+            self._seg_alive = np.ones(len(segments), dtype=np.bool_)
+            self._seg_key = np.empty(len(segments), dtype=np.int64)
+            self._keys_stale = True
             reclaimed = self._dead_rows
             self._size = start
             self._dead_rows = 0
@@ -207,7 +317,23 @@ class SparseLogitIndex:
         self._val = _grow(self._val, new_cap)
         self._sq_norm = _grow(self._sq_norm, new_cap)
         self._offset = _grow(self._offset, new_cap)
-        self._alive = _grow(self._alive, new_cap)
+
+    def _reserve_segments(self, capacity: int) -> None:
+        if capacity <= len(self._seg_start):
+            return
+        new_cap = max(_MIN_SEGMENTS, capacity, 2 * len(self._seg_start))
+        self._seg_start = _grow(self._seg_start, new_cap)
+        self._seg_stop = _grow(self._seg_stop, new_cap)
+        self._seg_alive = _grow(self._seg_alive, new_cap)
+        self._seg_key = _grow(self._seg_key, new_cap)
+
+    def _refresh_keys(self) -> None:
+        """Rank segments by model id (the tie-break between equal scores); after mutations."""
+        if not self._keys_stale:
+            return
+        order = sorted(range(self._n_segments), key=lambda s: self._segments[s].model_id)
+        self._seg_key[np.asarray(order, dtype=np.int64)] = np.arange(self._n_segments, dtype=np.int64)
+        self._keys_stale = False
 
     # ------------------------------------------------------------------ queries
 
@@ -219,24 +345,51 @@ class SparseLogitIndex:
             return list(self._models)
 
     def stats(self) -> IndexStats:
-        with self._lock:
-            live = self._size - self._dead_rows
-            per_row = (
-                self.r * (self.index_dtype.itemsize + self.values_dtype.itemsize) + 4 + 4
-            )
-            return IndexStats(
-                n_logits=live,
-                n_models=len(self._models),
-                n_probes=self.n_probes,
-                r=self.r,
-                index_bytes=self._size * per_row,
-                dead_rows=self._dead_rows,
-            )
+        """Sizes of the index. Does not wait for a running search (it takes no lock), so an
+        event loop can ask while a worker thread scans; a concurrent mutation may be half
+        counted."""
+        size, dead = self._size, self._dead_rows
+        return IndexStats(
+            n_logits=size - dead,
+            n_models=len(self._models),
+            n_probes=self.n_probes,
+            r=self.r,
+            index_bytes=size * self.bytes_per_logit,
+            dead_rows=dead,
+        )
 
     @property
     def bytes_per_logit(self) -> int:
-        """Bytes a query reads per logit: indices, values, squared norm, offset."""
+        """Bytes of index per logit: indices, values, squared norm, offset."""
         return self.r * (self.index_dtype.itemsize + self.values_dtype.itemsize) + 8
+
+    def arrays(self) -> tuple[npt.NDArray[np.unsignedinteger[Any]], npt.NDArray[np.floating[Any]],
+                              npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """The live prefix of the row arrays (indices, values, squared norms, offsets), dead rows
+        included; views, valid until the next mutation."""
+        with self._lock:
+            n = self._size
+            return self._idx[:n], self._val[:n], self._sq_norm[:n], self._offset[:n]
+
+    def as_sparse(self) -> tuple[sp.csr_matrix, npt.NDArray[np.float32]]:
+        """The live rows in DESIGN.md's sparse inner-product form.
+
+        Returns
+        -------
+        A : scipy.sparse.csr_matrix of shape (n_rows, n_probes), float32
+            Row l holds a_l at t_l (dead rows included; see :meth:`arrays`), explicit zeros kept.
+        sq_norm : ndarray of shape (n_rows,), float32
+            ``||a_l||^2``. With M the pattern of A (A with its data set to 1),
+            ``d^2 = sq_norm - 2 A @ z + M @ z**2`` for a z-scored query z.
+        """
+        idx, val, sq_norm, _ = self.arrays()
+        n = len(idx)
+        indptr = np.arange(0, n * self.r + 1, self.r, dtype=np.int64)
+        a = sp.csr_matrix(
+            (val.astype(np.float32).ravel(), idx.astype(np.int32).ravel(), indptr),
+            shape=(n, self.n_probes),
+        )
+        return a, sq_norm.copy()
 
     def search(
         self,
@@ -259,13 +412,13 @@ class SparseLogitIndex:
         one_hit_per_model : bool
             Return each model once, through its best logit.
         include, exclude : iterable of str, optional
-            Model ids to restrict to / leave out; applied while scoring.
+            Model ids to restrict to / leave out; the scan skips the other models' rows.
 
         Returns
         -------
         list of list of IndexHit
             ``result[q]`` holds the hits of query q, best (lowest score) first; equal scores
-            are ordered by insertion order of the logits.
+            are ordered by model id, then logit index.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
@@ -280,93 +433,57 @@ class SparseLogitIndex:
         if not normalized:
             z = zscore(z, what="query")
         with self._lock:
-            allowed = self._allowed_rows(include, exclude)
-            scores, dists = kernels.score(
-                self._idx[: self._size],
-                self._val[: self._size],
-                self._sq_norm[: self._size],
-                self._offset[: self._size],
-                np.ascontiguousarray(z),
-                allowed,
+            self._refresh_keys()
+            m, n = self._n_segments, self._size
+            segments = kernels.Segments(
+                start=self._seg_start[:m],
+                stop=self._seg_stop[:m],
+                allowed=self._allowed_segments(include, exclude),
+                key=self._seg_key[:m],
             )
-            if one_hit_per_model:
-                return [self._best_per_model(s, d, top_k) for s, d in zip(scores, dists, strict=True)]
-            return [self._top_rows(s, d, top_k) for s, d in zip(scores, dists, strict=True)]
+            top = kernels.search(
+                self._idx[:n], self._val[:n], self._offset[:n], z, segments, top_k,
+                one_hit_per_model=one_hit_per_model, backend=self.backend,
+            )
+            return [
+                [
+                    self._hit(int(top.segments[q, i]), int(top.rows[q, i]),
+                              float(top.scores[q, i]), float(top.distances[q, i]))
+                    for i in range(int(top.counts[q]))
+                ]
+                for q in range(len(z))
+            ]
 
-    def _allowed_rows(
+    def _allowed_segments(
         self, include: Iterable[str] | None, exclude: Iterable[str] | None
     ) -> npt.NDArray[np.bool_]:
+        alive = self._seg_alive[: self._n_segments]
         include_set = set(include or ())
         exclude_set = set(exclude or ())
         if not include_set and not exclude_set:
-            return self._alive[: self._size]
-        allowed = np.zeros(self._size, dtype=bool)
-        for model in self._segments:
-            if self._models.get(model.model_id) is not model:
-                continue
-            if include_set and model.model_id not in include_set:
-                continue
-            if model.model_id in exclude_set:
-                continue
-            allowed[model.start : model.stop] = True
+            return alive
+        if include_set:
+            allowed = np.zeros(self._n_segments, dtype=np.bool_)
+            for model_id in include_set - exclude_set:
+                model = self._models.get(model_id)
+                if model is not None:
+                    allowed[model.segment] = True
+            return allowed
+        allowed = alive.copy()
+        for model_id in exclude_set:
+            model = self._models.get(model_id)
+            if model is not None:
+                allowed[model.segment] = False
         return allowed
 
-    def _hit(self, row: int, score: float, distance: float) -> IndexHit:
-        model = self._segment_of(row)
+    def _hit(self, segment: int, row: int, score: float, distance: float) -> IndexHit:
+        model = self._segments[segment]
         logit = row - model.start
         label = model.labels[logit] if model.labels else ""
-        return IndexHit(model.model_id, logit, label, float(score), float(distance))
-
-    def _segment_of(self, row: int) -> _Model:
-        lo, hi = 0, len(self._segments)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._segments[mid].stop <= row:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self._segments[lo]
-
-    def _top_rows(
-        self, scores: npt.NDArray[np.float32], dists: npt.NDArray[np.float32], top_k: int
-    ) -> list[IndexHit]:
-        rows = _smallest(scores, top_k)
-        return [self._hit(int(i), scores[i], dists[i]) for i in rows]
-
-    def _best_per_model(
-        self, scores: npt.NDArray[np.float32], dists: npt.NDArray[np.float32], top_k: int
-    ) -> list[IndexHit]:
-        if not self._segments:
-            return []
-        starts = np.fromiter((m.start for m in self._segments), dtype=np.int64)
-        seg_min = np.minimum.reduceat(scores, starts) if len(scores) else scores
-        hits = []
-        for seg in _smallest(seg_min, top_k):
-            model = self._segments[int(seg)]
-            row = model.start + int(np.argmin(scores[model.start : model.stop]))
-            hits.append(self._hit(row, scores[row], dists[row]))
-        return hits
+        return IndexHit(model.model_id, logit, label, score, distance)
 
 
-def _smallest(values: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
-    """Indices of the k smallest finite values, ascending, ties in index order."""
-    finite = np.isfinite(values)
-    n_finite = int(finite.sum())
-    k = min(k, n_finite)
-    if k == 0:
-        return np.empty(0, dtype=np.int64)
-    if k < len(values):
-        cand = np.argpartition(values, k - 1)[:k]
-        kth = values[cand].max()
-        # Everything equal to the k-th value competes on index order.
-        cand = np.flatnonzero(values <= kth)
-    else:
-        cand = np.flatnonzero(finite)
-    order = np.lexsort((cand, values[cand]))
-    return cand[order][:k].astype(np.int64)
-
-
-def _grow(arr: npt.NDArray[np.generic], capacity: int) -> npt.NDArray[np.generic]:
+def _grow(arr: npt.NDArray[G], capacity: int) -> npt.NDArray[G]:
     out = np.empty((capacity, *arr.shape[1:]), dtype=arr.dtype)
     out[: len(arr)] = arr
     return out

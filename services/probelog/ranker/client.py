@@ -37,7 +37,8 @@ class RankerClient:
     ) -> RankResult:
         request = pb.RankRequest(
             probe_set_id=probe_set_id,
-            queries=[types_pb2.Descriptor(values=q) for q in np.asarray(queries, dtype=np.float32)],
+            # tolist(): one C conversion; a numpy row would be converted value by value (6x slower).
+            queries=[types_pb2.Descriptor(values=q.tolist()) for q in np.asarray(queries, dtype=np.float32)],
             top_k=top_k,
             one_hit_per_model=one_hit_per_model,
             include_model_ids=list(include),
@@ -50,6 +51,8 @@ class RankerClient:
             n_logits_searched=int(response.n_logits_searched),
             n_models_searched=int(response.n_models_searched),
             partial=response.partial,
+            shards_answered=int(response.shards_answered) or 1,
+            shards_total=int(response.shards_total) or 1,
         )
 
     async def applied_sequence(self, *, timeout: float | None = None) -> int:

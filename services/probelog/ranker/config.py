@@ -13,7 +13,9 @@ class RankerSettings(Settings):
     #: This ranker owns the models whose id hashes into range shard_index of shard_count.
     shard_index: int = 0
     shard_count: int = 1
-    #: Concurrent Rank calls arriving within this window are scored in one pass.
+    #: Concurrent Rank calls arriving within this window are scored in one pass; 0 disables.
     batch_window_ms: float = 2.0
+    #: Most queries scored in one batched pass.
+    max_batch_queries: int = 64
     #: Storage of z-scored values in the index: float16 (default) or float32.
     index_dtype: str = "float16"

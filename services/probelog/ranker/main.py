@@ -18,6 +18,8 @@ def check(settings: RankerSettings) -> None:
         raise FailedPrecondition(
             f"shard index {settings.shard_index} is outside [0, {settings.shard_count})"
         )
+    if settings.batch_window_ms < 0 or settings.max_batch_queries < 1:
+        raise FailedPrecondition("batch window must be >= 0 ms and max batch queries >= 1")
 
 
 async def serve(settings: RankerSettings, ready_file: str = "") -> None:
@@ -28,6 +30,8 @@ async def serve(settings: RankerSettings, ready_file: str = "") -> None:
         shard_index=settings.shard_index,
         shard_count=settings.shard_count,
         values_dtype=settings.index_dtype,
+        batch_window_ms=settings.batch_window_ms,
+        max_batch_queries=settings.max_batch_queries,
     )
     await ranker.start()
 

@@ -7,22 +7,37 @@ harmless (a put replaces, a delete of a missing model does nothing), which is wh
 snapshot-then-follow hand-over safe.
 
 A ranker can own a shard: the models whose id hashes into its range of a 32-bit space split
-into ``shard_count`` equal ranges.
+into ``shard_count`` equal ranges; it loads the descriptors of those models only.
+
+Concurrent Rank calls are scored together (:mod:`probelog.ranker.batcher`) when
+``batch_window_ms`` > 0. The scan kernels are compiled (or loaded from numba's cache) at start,
+not at the first request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from probelog.common.errors import InvalidArgument, NotFound, ProbeLogError
+from probelog.common.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ProbeLogError,
+)
 from probelog.common.ports import ChangeKind, DescriptorStore, RankResult
+from probelog.core import kernels
+from probelog.core.descriptors import zscore
 from probelog.core.index import IndexHit, SparseLogitIndex
+from probelog.ranker.batcher import DynamicBatcher
 from probelog.v1 import types_pb2
 
 logger = logging.getLogger(__name__)
@@ -32,6 +47,12 @@ _HASH_SPACE = 1 << 32
 MAX_TOP_K = 10_000
 #: Most query descriptors per Rank call.
 MAX_QUERIES = 1024
+#: Models whose descriptors are fetched from the store at once while loading.
+_LOAD_CONCURRENCY = 16
+#: Dead rows tolerated before compaction (beyond a quarter of the index).
+_COMPACT_MIN_ROWS = 4096
+#: Queries z-scored in the event loop; larger requests go to a worker thread.
+_INLINE_ZSCORE_VALUES = 1 << 16
 
 
 def shard_of(model_id: str, shard_count: int) -> int:
@@ -59,23 +80,32 @@ class Ranker:
 
     Parameters
     ----------
-    store : DescriptorStore
+    store : DescriptorStore or None
+        Where models come from; None for a ranker over given indexes (:meth:`from_indexes`).
     shard_index, shard_count : int
         This ranker owns the models with ``shard_of(model_id, shard_count) == shard_index``.
     values_dtype : numpy dtype
         Storage of the z-scored values in the index (float16 halves the bytes per query).
+    batch_window_ms : float
+        Concurrent calls arriving within this window are scored in one pass; 0 disables.
+    max_batch_queries : int
+        Most queries in one batched pass.
     """
 
     def __init__(
         self,
-        store: DescriptorStore,
+        store: DescriptorStore | None,
         *,
         shard_index: int = 0,
         shard_count: int = 1,
         values_dtype: npt.DTypeLike = np.float16,
+        batch_window_ms: float = 2.0,
+        max_batch_queries: int = 64,
     ) -> None:
         if not 0 <= shard_index < shard_count:
             raise ValueError(f"shard index {shard_index} is outside [0, {shard_count})")
+        if batch_window_ms < 0:
+            raise ValueError(f"batch_window_ms must be >= 0, got {batch_window_ms}")
         self._store = store
         self.shard_index = shard_index
         self.shard_count = shard_count
@@ -85,6 +115,22 @@ class Ranker:
         self._applied_changed = asyncio.Condition()
         self._follower: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
+        self.batcher = (
+            DynamicBatcher(batch_window_ms / 1000.0, max_batch_queries=max_batch_queries)
+            if batch_window_ms > 0
+            else None
+        )
+
+    @classmethod
+    def from_indexes(
+        cls, indexes: dict[str, SparseLogitIndex], *, batch_window_ms: float = 2.0,
+        max_batch_queries: int = 64,
+    ) -> Ranker:
+        """A ranker serving ready-made indexes, with no store behind it (benchmarks, tools)."""
+        ranker = cls(None, batch_window_ms=batch_window_ms, max_batch_queries=max_batch_queries)
+        ranker.indexes = dict(indexes)
+        ranker._loaded.set()
+        return ranker
 
     def owns(self, model_id: str) -> bool:
         return self.shard_count == 1 or shard_of(model_id, self.shard_count) == self.shard_index
@@ -92,32 +138,69 @@ class Ranker:
     # ------------------------------------------------------------------ keeping up with the store
 
     async def start(self) -> None:
-        """Load the current state, then follow changes in the background."""
+        """Compile the scan kernels, load the current state, then follow changes."""
+        if self._store is None:
+            raise FailedPrecondition("this ranker has no descriptor store to load from")
+        await self.warm_up()
         await self._load_all()
+        if any(i.index_dtype != np.uint16 for i in self.indexes.values()):
+            await self.warm_up()
         self._follower = asyncio.create_task(self._follow(), name="ranker-follow")
+
+    async def warm_up(self) -> None:
+        """Compile the kernels for this ranker's value storage (or load them from the cache)."""
+        started = time.perf_counter()
+        index_dtypes = (np.dtype(np.uint16), *(i.index_dtype for i in self.indexes.values()))
+        value_dtypes = (self.values_dtype, *(i.values_dtype for i in self.indexes.values()))
+        compiled = await asyncio.to_thread(
+            kernels.warm_up, tuple(dict.fromkeys(index_dtypes)), tuple(dict.fromkeys(value_dtypes))
+        )
+        if compiled:
+            logger.info("scan kernels ready in %.1f s", time.perf_counter() - started)
+        else:
+            logger.warning("numba is not installed: ranking with the numpy kernels (pip install probelog[fast])")
 
     async def stop(self) -> None:
         if self._follower is not None:
             self._follower.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
-            except asyncio.CancelledError:
-                pass
+        if self.batcher is not None:
+            await self.batcher.close()
+            stats = self.batcher.stats()
+            if stats.batches:
+                logger.info(
+                    "batched %d calls (%d queries) into %d batches, %d index passes (%.1f queries per pass)",
+                    stats.calls, stats.queries, stats.batches, stats.passes, stats.queries / stats.passes,
+                )
+
+    @property
+    def store(self) -> DescriptorStore:
+        if self._store is None:
+            raise FailedPrecondition("this ranker has no descriptor store")
+        return self._store
 
     async def _load_all(self) -> None:
-        sequence = await self._store.current_sequence()
+        store = self.store
+        sequence = await store.current_sequence()
         indexes: dict[str, SparseLogitIndex] = {}
         n_models = 0
-        for probe_set in await self._store.list_probe_sets():
+        slots = asyncio.Semaphore(_LOAD_CONCURRENCY)
+
+        async def load(probe_set_id: str, model_id: str) -> None:
+            async with slots:
+                await self._load_model(probe_set_id, model_id, indexes)
+
+        for probe_set in await store.list_probe_sets():
             token = ""
             while True:
-                infos, token = await self._store.list_models(
+                infos, token = await store.list_models(
                     probe_set.probe_set_id, page_size=500, page_token=token
                 )
-                for info in infos:
-                    if self.owns(info.model_id):
-                        await self._load_model(probe_set.probe_set_id, info.model_id, indexes)
-                        n_models += 1
+                # Only this shard's models are fetched with their descriptors.
+                owned = [info.model_id for info in infos if self.owns(info.model_id)]
+                await asyncio.gather(*(load(probe_set.probe_set_id, m) for m in owned))
+                n_models += len(owned)
                 if not token:
                     break
         self.indexes = indexes
@@ -133,11 +216,11 @@ class Ranker:
         self, probe_set_id: str, model_id: str, indexes: dict[str, SparseLogitIndex]
     ) -> None:
         try:
-            stored = await self._store.get_model(probe_set_id, model_id, include_descriptors=True)
+            stored = await self.store.get_model(probe_set_id, model_id, include_descriptors=True)
         except NotFound:
             # Deleted since it was listed or announced; its delete change follows.
             if probe_set_id in indexes:
-                indexes[probe_set_id].remove(model_id)
+                await asyncio.to_thread(indexes[probe_set_id].remove, model_id)
             return
         if stored.entries is None or stored.offsets is None:
             return
@@ -157,11 +240,18 @@ class Ranker:
             self._applied = max(self._applied, sequence)
             self._applied_changed.notify_all()
 
+    async def _maybe_compact(self, index: SparseLogitIndex) -> None:
+        """Reclaim the rows of removed and replaced models once they are a quarter of the index."""
+        stats = index.stats()
+        if stats.dead_rows > max(_COMPACT_MIN_ROWS, (stats.n_logits + stats.dead_rows) // 4):
+            reclaimed = await asyncio.to_thread(index.compact)
+            logger.info("compacted the index: %d dead rows reclaimed", reclaimed)
+
     async def _follow(self) -> None:
         delay = 0.1
         while True:
             try:
-                async for change in self._store.watch(self._applied):
+                async for change in self.store.watch(self._applied):
                     delay = 0.1
                     if change.kind is ChangeKind.RESET:
                         await self._load_all()
@@ -170,7 +260,10 @@ class Ranker:
                         if change.kind is ChangeKind.PUT:
                             await self._load_model(change.probe_set_id, change.model_id, self.indexes)
                         elif change.kind is ChangeKind.DELETE and change.probe_set_id in self.indexes:
-                            self.indexes[change.probe_set_id].remove(change.model_id)
+                            # In a thread: the index lock may be held by a running scan.
+                            await asyncio.to_thread(self.indexes[change.probe_set_id].remove, change.model_id)
+                        if change.probe_set_id in self.indexes:
+                            await self._maybe_compact(self.indexes[change.probe_set_id])
                     await self._set_applied(change.sequence)
             except asyncio.CancelledError:
                 raise
@@ -192,7 +285,7 @@ class Ranker:
 
         try:
             await asyncio.wait_for(reached(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -216,6 +309,8 @@ class Ranker:
             raise InvalidArgument(f"between 1 and {MAX_QUERIES} query descriptors are required")
         index = self.indexes.get(probe_set_id)
         if index is None:
+            if self._store is None:
+                raise NotFound(f"probe set {probe_set_id} is not indexed here")
             info = await self._store.probe_set_info(probe_set_id)  # NotFound when unknown
             if queries.shape[1] != info.n_probes:
                 raise InvalidArgument(
@@ -223,15 +318,31 @@ class Ranker:
                     f"has {info.n_probes} probes"
                 )
             return RankResult(hits=[[] for _ in queries], n_logits_searched=0, n_models_searched=0)
-        try:
-            hits = await asyncio.to_thread(
-                index.search,
-                queries,
-                top_k,
-                one_hit_per_model=one_hit_per_model,
-                include=include,
-                exclude=exclude,
+        if queries.shape[1] != index.n_probes:
+            raise InvalidArgument(
+                f"query descriptors have {queries.shape[1]} values, probe set {probe_set_id} "
+                f"has {index.n_probes} probes"
             )
+        try:
+            if queries.size <= _INLINE_ZSCORE_VALUES:
+                z = zscore(queries, what="query")
+            else:
+                z = await asyncio.to_thread(zscore, queries, what="query")
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+        if self.batcher is not None:
+            search = self.batcher.search(
+                index, z, top_k, one_hit_per_model=one_hit_per_model, include=include, exclude=exclude
+            )
+        else:
+            search = asyncio.to_thread(
+                index.search, z, top_k, one_hit_per_model=one_hit_per_model,
+                include=include, exclude=exclude, normalized=True,
+            )
+        try:
+            hits = await asyncio.wait_for(search, timeout)
+        except TimeoutError:
+            raise DeadlineExceeded(f"ranking did not finish within {timeout:.3f} s") from None
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
         stats = index.stats()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from probelog.common import convert
-from probelog.common.edge import rpc
+from probelog.common.edge import rpc, time_remaining
 from probelog.common.ids import check_probe_set_id
 from probelog.ranker.ranker import Ranker
 from probelog.v1 import ranker_pb2 as pb
@@ -33,14 +33,15 @@ class RankerServicer(pb_grpc.RankerServiceServicer):
             one_hit_per_model=request.one_hit_per_model,
             include=list(request.include_model_ids),
             exclude=list(request.exclude_model_ids),
+            timeout=time_remaining(context),
         )
         return pb.RankResponse(
             results=[types_pb2.QueryHits(hits=h) for h in result.hits],
             n_logits_searched=result.n_logits_searched,
             n_models_searched=result.n_models_searched,
             partial=result.partial,
-            shards_answered=1,
-            shards_total=1,
+            shards_answered=result.shards_answered,
+            shards_total=result.shards_total,
         )
 
     @rpc

@@ -1,4 +1,8 @@
+"""The index against the paper's math (calibrated_distances), with each scan back end."""
+
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -7,12 +11,29 @@ from probelog.core import (
     SparseLogitIndex,
     calibrated_distances,
     calibration_offsets,
+    kernels,
     logit_entries,
     truncated_distances,
     zscore,
 )
 
 N_PROBES, R, K = 200, 12, 4
+
+
+@pytest.fixture(
+    autouse=True,
+    params=[
+        "numpy",
+        pytest.param(
+            "numba",
+            marks=pytest.mark.skipif(not kernels.compiled_available(), reason="numba is not installed"),
+        ),
+    ],
+)
+def backend(request, monkeypatch):
+    """Every test here runs with each scan kernel."""
+    monkeypatch.setenv("PROBELOG_KERNEL", request.param)
+    return request.param
 
 
 def make_hub(rng, n_models=6):
@@ -170,9 +191,119 @@ def test_batch_equals_single_queries():
     index = build(models, background)
     queries = rng.normal(size=(4, N_PROBES))
     batch = index.search(queries, 7)
-    for q, hits in zip(queries, batch):
+    for q, hits in zip(queries, batch, strict=True):
         single = index.search(q, 7)[0]
         assert [(h.model_id, h.logit_index) for h in hits] == [
             (h.model_id, h.logit_index) for h in single
         ]
         np.testing.assert_allclose([h.score for h in hits], [h.score for h in single], rtol=1e-5, atol=1e-5)
+
+
+def test_equal_scores_are_ordered_by_model_id_whatever_the_insertion_order():
+    rng = np.random.default_rng(10)
+    logits = rng.normal(size=(2, N_PROBES))
+    entries = logit_entries(logits, R)
+    index = SparseLogitIndex(N_PROBES, R)
+    for model_id in ("zeta", "alpha", "mid"):  # identical descriptors: exact ties
+        index.add(model_id, entries, [0.5, 0.5])
+    hits = index.search(logits[0], 6)[0]
+    assert [(h.model_id, h.logit_index) for h in hits[:3]] == [("alpha", 0), ("mid", 0), ("zeta", 0)]
+    assert [h.model_id for h in index.search(logits[0], 3, one_hit_per_model=True)[0]] == ["alpha", "mid", "zeta"]
+    # Re-adding moves "alpha" to the end of the rows, not in the ranking.
+    index.add("alpha", entries, [0.5, 0.5])
+    index.compact()
+    assert [h.model_id for h in index.search(logits[0], 3)[0]] == ["alpha", "mid", "zeta"]
+
+
+def test_from_arrays_equals_adding_model_by_model():
+    rng = np.random.default_rng(11)
+    models, background = make_hub(rng, 8)
+    added = build(models, background, np.float16)
+    bz = zscore(background)
+    entries = [logit_entries(v, R) for v in models.values()]
+    bulk = SparseLogitIndex.from_arrays(
+        N_PROBES,
+        np.concatenate([e.top_indices for e in entries]),
+        np.concatenate([e.top_values for e in entries]),
+        np.concatenate([calibration_offsets(e, bz, K) for e in entries]),
+        list(models),
+        [e.n_logits for e in entries],
+    )
+    queries = rng.normal(size=(3, N_PROBES))
+    assert bulk.search(queries, 10) == added.search(queries, 10)
+    assert bulk.stats() == added.stats()
+    two = logit_entries(rng.normal(size=(2, N_PROBES)), R)
+    with pytest.raises(ValueError, match="distinct"):
+        SparseLogitIndex.from_arrays(N_PROBES, two.top_indices, two.top_values, [0, 0], ["a", "a"], [1, 1])
+
+
+def test_filters_never_score_other_models_and_unknown_ids_are_ignored():
+    rng = np.random.default_rng(12)
+    models, background = make_hub(rng)
+    index = build(models, background)
+    query = rng.normal(size=N_PROBES)
+    assert index.search(query, 5, include=["nope"])[0] == []
+    assert {h.model_id for h in index.search(query, 100, include=["m1", "nope"], exclude=["m1"])[0]} == set()
+    full = index.search(query, 100)[0]
+    assert index.search(query, 100, exclude=["nope"])[0] == full
+
+
+def test_searches_see_a_consistent_index_while_models_come_and_go():
+    rng = np.random.default_rng(13)
+    models, background = make_hub(rng, 30)
+    index = build(models, background)
+    bz = zscore(background)
+    churn = {f"c{i}": logit_entries(rng.normal(size=(3, N_PROBES)), R) for i in range(20)}
+    query = rng.normal(size=N_PROBES)
+    errors = []
+
+    def mutate():
+        try:
+            for i, (model_id, entries) in enumerate(churn.items()):
+                index.add(model_id, entries, calibration_offsets(entries, bz, K))
+                if i % 3 == 2:
+                    index.remove(model_id)
+                if i % 7 == 6:
+                    index.compact()
+        except Exception as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=mutate)
+    thread.start()
+    while thread.is_alive():
+        hits = index.search(query, 50)[0]
+        assert len({(h.model_id, h.logit_index) for h in hits}) == len(hits)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores)
+    thread.join()
+    assert not errors
+    assert index.stats().n_logits == sum(len(v) for v in models.values()) + 3 * (20 - 6)
+
+
+def test_float16_stays_within_half_precision_of_float32():
+    rng = np.random.default_rng(14)
+    models, background = make_hub(rng, 40)
+    exact, compact = build(models, background), build(models, background, np.float16)
+    for query in rng.normal(size=(10, N_PROBES)):
+        a = {(h.model_id, h.logit_index): h.score for h in exact.search(query, 1000)[0]}
+        b = {(h.model_id, h.logit_index): h.score for h in compact.search(query, 1000)[0]}
+        assert a.keys() == b.keys()
+        # float16 keeps 11 significant bits of each value: distances move by well under 1%.
+        np.testing.assert_allclose([b[key] for key in a], list(a.values()), atol=0.02 * max(map(abs, a.values())))
+
+
+def test_sparse_form_gives_the_kernels_distances():
+    rng = np.random.default_rng(15)
+    models, background = make_hub(rng, 6)
+    index = build(models, background, np.float16)
+    a, sq_norm = index.as_sparse()
+    z = zscore(rng.normal(size=N_PROBES))[0].astype(np.float64)
+    m = a.copy()
+    m.data[:] = 1
+    d2 = sq_norm - 2 * (a @ z) + m @ (z * z)
+    hits = index.search(z, 1000, normalized=True)[0]
+    starts = np.cumsum([0, *(len(v) for v in models.values())])
+    rows = {m: s for m, s in zip(models, starts[:-1], strict=True)}
+    for h in hits:
+        assert h.distance == pytest.approx(np.sqrt(d2[rows[h.model_id] + h.logit_index]), rel=1e-4)
+    assert a.nnz == index.stats().n_logits * R

@@ -1,0 +1,514 @@
+"""Compiled (numba) scan kernels behind :mod:`probelog.core.kernels`.
+
+Import this module only through ``kernels``: it needs numba, which is optional (``pip install
+probelog[fast]``); ``kernels`` falls back to numpy when the import fails.
+
+Every kernel reads each index row once per call and keeps, per query and per worker, a bounded
+max-heap of the k best hits so far, ordered by ``(score, segment key, row)`` -- the total order
+of :func:`probelog.core.kernels.search`. The arithmetic is float32 in a fixed order (no
+``fastmath``): the squared distance of a row is ``sum_j (z[t_j] - a_j)**2``, the same sum as the
+DESIGN.md inner-product form, summed in a fixed order of partial sums, without the cancellation of
+``||a||^2 - 2<a, z> + sum z^2``.
+
+Most rows cannot enter a full heap. Before taking a square root, a row's ``d^2`` is compared
+with ``(threshold + offset)^2``, widened by a relative 1e-5 (far more than float32 rounding), so
+the exact score is computed only for rows that might enter; the filter never drops a row that
+would have entered.
+
+Worker threads sleep between calls (``OMP_WAIT_POLICY=PASSIVE`` unless set): the ranker's calls
+last milliseconds, and spinning workers would take CPU from the gRPC threads beside them.
+
+Compiled code is cached on disk (``cache=True``): in ``$NUMBA_CACHE_DIR`` when set, else in
+``__pycache__`` beside this file, else in numba's user-wide cache (``~/.cache/numba``), else in
+``<tmp>/probelog-numba-cache`` (read-only root file systems in containers, with an emptyDir on
+/tmp). If none is writable, the kernels compile at every process start.
+"""
+
+# numba's decorators replace signatures (intrinsics take a typing context) and numba ships
+# partial stubs: its calls are not checked here.
+# mypy: disable-error-code="call-arg, attr-defined, no-untyped-call"
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Read by OpenMP when numba first starts its workers, after this import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+logger = logging.getLogger(__name__)
+
+#: Most queries one batch-kernel call scores; callers split larger batches. 32 queries keep the
+#: (n_probes, 32) float32 query table (512 KB at 4,000 probes) in a core's L2 cache.
+MAX_BATCH = 32
+#: Queries are padded to a multiple of this (16 float32 lanes = one AVX-512 register).
+LANES = 16
+#: Relative widening of the pre-filter bound (float32 rounding is ~6e-8).
+_SLACK = np.float32(1e-5)
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _ensure_cache_dir() -> None:
+    """Point numba at a writable cache directory when its defaults are not writable."""
+    if numba.config.CACHE_DIR:
+        return
+    if _writable(Path(__file__).parent / "__pycache__"):
+        return
+    user_wide = Path(os.path.expanduser("~")) / ".cache" / "numba"
+    if _writable(user_wide):
+        return
+    fallback = Path(tempfile.gettempdir()) / "probelog-numba-cache"
+    if _writable(fallback):
+        numba.config.CACHE_DIR = str(fallback)
+
+
+_ensure_cache_dir()
+
+
+def _jit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """``numba.njit(cache=True, **options)``, without the cache when no directory is writable."""
+
+    def wrap(func: Callable[..., Any]) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(func)
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            logger.warning("numba cannot cache %s (%s); compiling at every start", func.__name__, exc)
+            return numba.njit(cache=False, **options)(func)
+
+    return wrap
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+@intrinsic
+def _stack_f32(typingctx: Any, n: Any) -> Any:
+    """A float32 buffer of ``n`` (a literal int) on the stack: LLVM knows it aliases no array,
+    so loops storing into it need no run-time overlap checks."""
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    size = n.literal_value
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
+
+    return types.CPointer(types.float32)(n), codegen
+
+
+@intrinsic
+def _f16_to_f32(typingctx: Any, h: Any) -> Any:
+    """float16 bits (uint16) -> float32, exactly: LLVM's fpext (one vcvtph2ps with F16C)."""
+    if h != types.uint16:
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+def _row_values(val: Any, row: Any, fbuf: Any) -> Any:  # pragma: no cover - typing stub
+    """Row ``row`` of the stored values as float32 (float16 bits decoded into ``fbuf``)."""
+    raise NotImplementedError
+
+
+@overload(_row_values, inline="always")
+def _row_values_impl(val: Any, row: Any, fbuf: Any) -> Any:
+    if isinstance(val, types.Array) and val.dtype == types.uint16:
+
+        def decode(val: Any, row: Any, fbuf: Any) -> Any:
+            for j in range(val.shape[1]):
+                fbuf[j] = _f16_to_f32(val[row, j])
+            return fbuf
+
+        return decode
+
+    if isinstance(val, types.Array) and val.dtype == types.float32:
+
+        def view(val: Any, row: Any, fbuf: Any) -> Any:
+            return val[row]
+
+        return view
+    return None
+
+
+@_jit(inline="always")
+def _less(s1: float, k1: int, r1: int, s2: float, k2: int, r2: int) -> bool:
+    """(s1, k1, r1) < (s2, k2, r2) lexicographically."""
+    if s1 != s2:
+        return s1 < s2
+    if k1 != k2:
+        return k1 < k2
+    return r1 < r2
+
+
+@_jit(inline="always")
+def _push(
+    hs: Any, hk: Any, hr: Any, hd: Any, hg: Any, n: int,
+    score: float, key: int, row: int, dist: float, seg: int,
+) -> int:
+    """Offer a hit to a bounded max-heap (root = worst kept hit); returns the new size."""
+    k = hs.shape[0]
+    if n < k:
+        i = n
+        while i > 0:
+            parent = (i - 1) >> 1
+            if _less(hs[parent], hk[parent], hr[parent], score, key, row):
+                hs[i] = hs[parent]
+                hk[i] = hk[parent]
+                hr[i] = hr[parent]
+                hd[i] = hd[parent]
+                hg[i] = hg[parent]
+                i = parent
+            else:
+                break
+        hs[i] = score
+        hk[i] = key
+        hr[i] = row
+        hd[i] = dist
+        hg[i] = seg
+        return n + 1
+    if not _less(score, key, row, hs[0], hk[0], hr[0]):
+        return n
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= k:
+            break
+        if c + 1 < k and _less(hs[c], hk[c], hr[c], hs[c + 1], hk[c + 1], hr[c + 1]):
+            c += 1
+        if _less(score, key, row, hs[c], hk[c], hr[c]):
+            hs[i] = hs[c]
+            hk[i] = hk[c]
+            hr[i] = hr[c]
+            hd[i] = hd[c]
+            hg[i] = hg[c]
+            i = c
+        else:
+            break
+    hs[i] = score
+    hk[i] = key
+    hr[i] = row
+    hd[i] = dist
+    hg[i] = seg
+    return n
+
+
+@_jit(inline="always")
+def _bound2(threshold: float, off: float) -> Any:
+    """Largest d^2 a row with this offset may have to enter a heap whose worst score is
+    ``threshold``, widened by _SLACK; negative when no d^2 can (+inf while the heap is not full).
+
+    sqrt(d^2) - offset <= threshold needs d^2 <= (threshold + offset)^2 with threshold + offset
+    >= 0; float32 rounding of the score moves this by ~1e-7 relative, far inside the slack.
+    """
+    b = threshold + off + _SLACK * (abs(threshold) + abs(off))
+    if b > 0:
+        return b * b
+    return np.float32(-1)
+
+
+# ---------------------------------------------------------------------- search, one query
+#
+# Summation order, shared by every kernel and by the numpy fallback so that a row's score does
+# not depend on the batch it is scored in: blocks of eight probes, each summed as the tree
+# ((d0^2 + d1^2) + (d2^2 + d3^2)) + ((d4^2 + d5^2) + (d6^2 + d7^2)) and added to the running
+# sum, then the r mod 8 remaining probes one by one.
+#
+# Early exit: every term is >= 0 and float rounding is monotone, so the running sum never
+# decreases; once it exceeds the row's bound (_bound2) the row cannot enter the heap and the
+# rest of its probes are not read. The rows that are completed get the same sum, in the same
+# order, as without the exit.
+
+
+@_jit(inline="always")
+def _row_sq(idx: Any, row: int, a: Any, z: Any, bound2: float) -> Any:
+    """sum_j (z[t_j] - a_j)^2 in the shared order; stops early (returning a partial sum above
+    ``bound2``) when the sum exceeds ``bound2``."""
+    r = idx.shape[1]
+    acc = np.float32(0)
+    j = 0
+    while j + 8 <= r:
+        d0 = z[idx[row, j]] - a[j]
+        d1 = z[idx[row, j + 1]] - a[j + 1]
+        d2 = z[idx[row, j + 2]] - a[j + 2]
+        d3 = z[idx[row, j + 3]] - a[j + 3]
+        d4 = z[idx[row, j + 4]] - a[j + 4]
+        d5 = z[idx[row, j + 5]] - a[j + 5]
+        d6 = z[idx[row, j + 6]] - a[j + 6]
+        d7 = z[idx[row, j + 7]] - a[j + 7]
+        acc += ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)) + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7))
+        j += 8
+        if acc > bound2:
+            return acc
+    while j < r:
+        d0 = z[idx[row, j]] - a[j]
+        acc += d0 * d0
+        j += 1
+    return acc
+
+
+@_jit(parallel=True, nogil=True)
+def search_one(
+    idx: Any, val: Any, offset: Any, z: Any,
+    part_seg: Any, seg_start: Any, seg_stop: Any, seg_allowed: Any, seg_key: Any,
+    one_hit: bool,
+    hs: Any, hk: Any, hr: Any, hd: Any, hg: Any, hn: Any,
+) -> None:
+    """Top-k of one query. Heaps ``h*[p, 0, :k]`` (size ``hn[p, 0]``) receive part p's hits.
+
+    z : (n_probes,) float32, z-scored query. Parts are contiguous ranges of segments
+    (``part_seg[p]:part_seg[p + 1]``); call with ``numba.set_parallel_chunksize(1)`` so that
+    they go one at a time to idle workers.
+    """
+    r = idx.shape[1]
+    k = hs.shape[2]
+    n_parts = part_seg.shape[0] - 1
+    for p in prange(n_parts):
+        fbuf = np.empty(r, np.float32)
+        n = 0
+        threshold = np.float32(np.inf)
+        for s in range(part_seg[p], part_seg[p + 1]):
+            if not seg_allowed[s]:
+                continue
+            key = seg_key[s]
+            best_s = np.float32(np.inf)
+            best_d = np.float32(0)
+            best_r = -1
+            for row in range(seg_start[s], seg_stop[s]):
+                off = offset[row]
+                bound2 = _bound2(min(threshold, best_s) if one_hit else threshold, off)
+                if bound2 < 0:
+                    continue
+                a = _row_values(val, row, fbuf)
+                sq = _row_sq(idx, row, a, z, bound2)
+                if sq > bound2:
+                    continue
+                dist = np.sqrt(sq)
+                score = dist - off
+                if one_hit:
+                    if score < best_s:
+                        best_s = score
+                        best_d = dist
+                        best_r = row
+                else:
+                    n = _push(hs[p, 0], hk[p, 0], hr[p, 0], hd[p, 0], hg[p, 0], n, score, key, row, dist, s)
+                    if n == k:
+                        threshold = hs[p, 0, 0]
+            if one_hit and best_r >= 0:
+                n = _push(hs[p, 0], hk[p, 0], hr[p, 0], hd[p, 0], hg[p, 0], n, best_s, key, best_r, best_d, s)
+                if n == k:
+                    threshold = hs[p, 0, 0]
+        hn[p, 0] = n
+
+
+# ---------------------------------------------------------------------- search, a batch
+
+
+@_jit(inline="always")
+def _batch_sq(idx: Any, row: int, a: Any, zt: Any, acc: Any, bound2: Any) -> bool:
+    """acc[q] = sum_j (zt[t_j, q] - a_j)^2 for q < zt.shape[1], in the shared order. Returns
+    False as soon as every acc[q] exceeds bound2[q] (the row enters no heap), else True."""
+    r = idx.shape[1]
+    width = zt.shape[1]
+    for q in range(width):
+        acc[q] = 0
+    j = 0
+    while j + 8 <= r:
+        z0 = zt[idx[row, j]]
+        z1 = zt[idx[row, j + 1]]
+        z2 = zt[idx[row, j + 2]]
+        z3 = zt[idx[row, j + 3]]
+        z4 = zt[idx[row, j + 4]]
+        z5 = zt[idx[row, j + 5]]
+        z6 = zt[idx[row, j + 6]]
+        z7 = zt[idx[row, j + 7]]
+        v0 = a[j]
+        v1 = a[j + 1]
+        v2 = a[j + 2]
+        v3 = a[j + 3]
+        v4 = a[j + 4]
+        v5 = a[j + 5]
+        v6 = a[j + 6]
+        v7 = a[j + 7]
+        for q in range(width):
+            d0 = z0[q] - v0
+            d1 = z1[q] - v1
+            d2 = z2[q] - v2
+            d3 = z3[q] - v3
+            d4 = z4[q] - v4
+            d5 = z5[q] - v5
+            d6 = z6[q] - v6
+            d7 = z7[q] - v7
+            acc[q] += ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)) + (
+                (d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7)
+            )
+        j += 8
+        alive = False
+        for q in range(width):
+            alive |= acc[q] <= bound2[q]
+        if not alive:
+            return False
+    while j < r:
+        z0 = zt[idx[row, j]]
+        v0 = a[j]
+        for q in range(width):
+            d0 = z0[q] - v0
+            acc[q] += d0 * d0
+        j += 1
+    return True
+
+
+@_jit(parallel=True, nogil=True)
+def search_batch(
+    idx: Any, val: Any, offset: Any, zt: Any, n_queries: int,
+    part_seg: Any, seg_start: Any, seg_stop: Any, seg_allowed: Any, seg_key: Any,
+    one_hit: bool,
+    hs: Any, hk: Any, hr: Any, hd: Any, hg: Any, hn: Any,
+) -> None:
+    """Top-k of up to MAX_BATCH queries in one pass over the rows.
+
+    zt : (n_probes, width) float32, the z-scored queries as columns (a gathered probe row of
+    all queries is contiguous), width a multiple of LANES <= MAX_BATCH, columns >= n_queries
+    zero. Heaps as in :func:`search_one`, one per (part, query).
+    """
+    n_parts = part_seg.shape[0] - 1
+    k = hs.shape[2]
+    r = idx.shape[1]
+    width = zt.shape[1]
+    for p in prange(n_parts):
+        fbuf = np.empty(r, np.float32)
+        acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
+        # Padding columns never keep a row alive.
+        bound2 = np.full(width, -1, np.float32)
+        threshold = np.full(n_queries, np.inf, np.float32)
+        best_s = np.empty(n_queries, np.float32)
+        best_d = np.empty(n_queries, np.float32)
+        best_r = np.empty(n_queries, np.int64)
+        for q in range(n_queries):
+            hn[p, q] = 0
+        for s in range(part_seg[p], part_seg[p + 1]):
+            if not seg_allowed[s]:
+                continue
+            key = seg_key[s]
+            if one_hit:
+                for q in range(n_queries):
+                    best_s[q] = np.inf
+                    best_r[q] = -1
+            for row in range(seg_start[s], seg_stop[s]):
+                off = offset[row]
+                alive = False
+                for q in range(n_queries):
+                    limit = min(threshold[q], best_s[q]) if one_hit else threshold[q]
+                    bound2[q] = _bound2(limit, off)
+                    alive |= bound2[q] >= 0
+                if not alive:
+                    continue
+                a = _row_values(val, row, fbuf)
+                if not _batch_sq(idx, row, a, zt, acc, bound2):
+                    continue
+                for q in range(n_queries):
+                    if acc[q] > bound2[q]:
+                        continue
+                    dist = np.sqrt(acc[q])
+                    score = dist - off
+                    if one_hit:
+                        if score < best_s[q]:
+                            best_s[q] = score
+                            best_d[q] = dist
+                            best_r[q] = row
+                    else:
+                        n = _push(hs[p, q], hk[p, q], hr[p, q], hd[p, q], hg[p, q], hn[p, q],
+                                  score, key, row, dist, s)
+                        hn[p, q] = n
+                        if n == k:
+                            threshold[q] = hs[p, q, 0]
+            if one_hit:
+                for q in range(n_queries):
+                    if best_r[q] >= 0:
+                        n = _push(hs[p, q], hk[p, q], hr[p, q], hd[p, q], hg[p, q], hn[p, q],
+                                  best_s[q], key, best_r[q], best_d[q], s)
+                        hn[p, q] = n
+                        if n == k:
+                            threshold[q] = hs[p, q, 0]
+
+
+# ---------------------------------------------------------------------- calibration
+
+
+@_jit(parallel=True, nogil=True)
+def calibration_offsets(
+    idx: Any, val: Any, bt: Any, n_background: int, k: int, block_rows: int, out: Any
+) -> None:
+    """out[l] = mean of the k smallest truncated distances of row l to the background concepts
+    (paper Eq. 6).
+
+    bt : (n_slices, n_probes, MAX_BATCH) float32, the z-scored background descriptors as
+    columns, MAX_BATCH per slice, columns >= n_background zero. Rows are processed in blocks of
+    ``block_rows``; each block sweeps the slices in turn so that the slice being read stays in
+    cache.
+    """
+    n_rows, r = idx.shape
+    n_slices = bt.shape[0]
+    width = n_slices * MAX_BATCH
+    n_blocks = (n_rows + block_rows - 1) // block_rows
+    for b in prange(n_blocks):
+        lo = b * block_rows
+        hi = min(n_rows, lo + block_rows)
+        d2 = np.empty((hi - lo, width), np.float32)
+        acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
+        fbuf = np.empty(r, np.float32)
+        everything = np.full(MAX_BATCH, np.inf, np.float32)
+        for c in range(n_slices):
+            table = bt[c]
+            for row in range(lo, hi):
+                a = _row_values(val, row, fbuf)
+                _batch_sq(idx, row, a, table, acc, everything)
+                for q in range(MAX_BATCH):
+                    d2[row - lo, c * MAX_BATCH + q] = acc[q]
+        best = np.empty(k, np.float32)
+        for row in range(lo, hi):
+            # The k smallest squared distances, by insertion into a sorted buffer.
+            n = 0
+            for q in range(n_background):
+                v = d2[row - lo, q]
+                if n == k and v >= best[k - 1]:
+                    continue
+                i = n if n < k else k - 1
+                while i > 0 and best[i - 1] > v:
+                    best[i] = best[i - 1]
+                    i -= 1
+                best[i] = v
+                if n < k:
+                    n += 1
+            total = 0.0
+            for i in range(k):
+                total += np.sqrt(np.float64(best[i]))
+            out[row] = total / k
+
+
+@_jit(nogil=True)
+def decode_f16(bits: Any, out: Any) -> None:
+    """out[i] = float16 bits[i] as float32, through the kernels' decoding (for tests)."""
+    for i in range(bits.shape[0]):
+        out[i] = _f16_to_f32(bits[i])

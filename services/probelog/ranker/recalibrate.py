@@ -1,0 +1,279 @@
+"""``probelog recalibrate``: new calibration offsets (paper Eq. 6) for every stored model.
+
+A logit's offset depends only on the logit and the background set, so when the background set
+changes (other concept names, another CLIP, another k) every stored model needs new offsets
+and nothing else. This command computes them for all models of a probe set in batched passes
+(:func:`probelog.core.kernels.calibration_offsets`: sparse rows against the dense background
+descriptors, about 65,536 logits per pass) and writes each model back through the store, one
+atomic write per model, so rankers pick the changes up from the store's change feed while they
+keep serving. Models already calibrated against the same background and k are skipped, so an
+interrupted run can simply be restarted.
+
+The background comes either from the CLIP encoder (a names file, or ``imagenet1k``, with
+``--encoder-address``) or as precomputed raw descriptors (a ``.npy`` of shape
+(n_background, n_probes) for the probe set). Point the orchestrator at the same background
+afterwards (``--background``), so that models indexed later are calibrated the same way.
+
+Write through the store service (``--store-address``) while it runs: a ``file://`` store has a
+single writer. ``--store-url`` opens the store directly (Redis, or a stopped file store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from probelog.common.errors import FailedPrecondition, InvalidArgument, ProbeLogError
+from probelog.common.ports import DescriptorStore, EncoderPort
+from probelog.core import kernels
+from probelog.core.descriptors import zscore
+from probelog.core.distance import DEFAULT_CALIBRATION_K
+from probelog.v1 import types_pb2
+
+logger = logging.getLogger(__name__)
+
+#: Logits per batched offsets pass (and per round of reads and writes).
+BATCH_LOGITS = 65_536
+_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class Background:
+    """Z-scored background descriptors of one probe set and the id recorded with offsets."""
+
+    background_id: str
+    z: npt.NDArray[np.float32]  # (n_background, n_probes)
+
+
+@dataclass(frozen=True)
+class Report:
+    probe_set_id: str
+    models: int
+    logits: int
+    skipped: int
+    seconds: float
+
+
+def background_from_array(probe_set_id: str, raw: npt.ArrayLike, n_probes: int) -> Background:
+    """Background from precomputed raw descriptors (n_background, n_probes)."""
+    values = np.asarray(raw, dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] != n_probes:
+        raise InvalidArgument(
+            f"background descriptors must have shape (n_background, {n_probes}) for probe set "
+            f"{probe_set_id}, got {values.shape}"
+        )
+    try:
+        z = zscore(values, what="background concept")
+    except ValueError as exc:
+        raise InvalidArgument(f"background set: {exc}") from None
+    digest = hashlib.sha256(probe_set_id.encode())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return Background("bg-" + digest.hexdigest()[:16], z)
+
+
+async def background_from_encoder(
+    encoder: EncoderPort, probe_set_id: str, names: list[str]
+) -> Background:
+    """Background from concept names through the CLIP encoder, with the id the orchestrator
+    gives the same background (so its later models and these offsets agree)."""
+    encoder_id = await encoder.encoder_id()
+    raw = await encoder.compute_descriptors(probe_set_id, names)
+    try:
+        z = await asyncio.to_thread(zscore, raw, what="background concept")
+    except ValueError as exc:
+        raise FailedPrecondition(f"background set: {exc}") from None
+    digest = hashlib.sha256(encoder_id.encode())
+    digest.update(probe_set_id.encode())
+    digest.update("\0".join(names).encode())
+    return Background("bg-" + digest.hexdigest()[:16], z)
+
+
+async def recalibrate(
+    store: DescriptorStore,
+    probe_set_id: str,
+    background: Background,
+    k: int,
+    *,
+    force: bool = False,
+    progress: Callable[[int], None] | None = None,
+    batch_logits: int = BATCH_LOGITS,
+) -> Report:
+    """Recompute and rewrite the offsets of every model of a probe set.
+
+    Parameters
+    ----------
+    progress : callable, optional
+        Called with the number of logits done after each pass.
+    """
+    started = time.perf_counter()
+    n_background = len(background.z)
+    if not 1 <= k <= n_background:
+        raise InvalidArgument(f"k = {k} must be in [1, {n_background}] (the background size)")
+    calibration = types_pb2.Calibration(
+        background_id=background.background_id, n_background=n_background, k=k
+    )
+    todo: list[types_pb2.ModelInfo] = []
+    skipped = 0
+    token = ""
+    while True:
+        infos, token = await store.list_models(probe_set_id, page_size=500, page_token=token)
+        for info in infos:
+            if not force and info.calibration == calibration:
+                skipped += 1
+            else:
+                todo.append(info)
+        if not token:
+            break
+    slots = asyncio.Semaphore(_CONCURRENCY)
+    done_models = done_logits = 0
+    batch: list[types_pb2.ModelInfo] = []
+    for i, info in enumerate(todo):
+        batch.append(info)
+        if sum(m.n_logits for m in batch) < batch_logits and i + 1 < len(todo):
+            continue
+        models, logits = await _recalibrate_batch(store, probe_set_id, batch, background, k, calibration, slots)
+        done_models += models
+        done_logits += logits
+        if progress is not None:
+            progress(logits)
+        batch = []
+    return Report(probe_set_id, done_models, done_logits, skipped, time.perf_counter() - started)
+
+
+async def _recalibrate_batch(
+    store: DescriptorStore,
+    probe_set_id: str,
+    infos: list[types_pb2.ModelInfo],
+    background: Background,
+    k: int,
+    calibration: types_pb2.Calibration,
+    slots: asyncio.Semaphore,
+) -> tuple[int, int]:
+    async def fetch(info: types_pb2.ModelInfo) -> Any:
+        async with slots:
+            return await store.get_model(probe_set_id, info.model_id, include_descriptors=True)
+
+    stored = [s for s in await asyncio.gather(*(fetch(i) for i in infos)) if s.entries is not None]
+    if not stored:
+        return 0, 0
+    indices = np.concatenate([s.entries.top_indices for s in stored])
+    values = np.concatenate([s.entries.top_values for s in stored])
+    offsets = await asyncio.to_thread(kernels.calibration_offsets, indices, values, background.z, k)
+    bounds = np.cumsum([0, *(s.entries.n_logits for s in stored)])
+
+    async def write(j: int) -> None:
+        info = types_pb2.ModelInfo()
+        info.CopyFrom(stored[j].info)
+        info.calibration.CopyFrom(calibration)
+        async with slots:
+            await store.put_model(info, stored[j].entries, offsets[bounds[j] : bounds[j + 1]])
+
+    await asyncio.gather(*(write(j) for j in range(len(stored))))
+    return len(stored), int(bounds[-1])
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def register(sub: Any) -> None:
+    """Add ``probelog recalibrate`` to the CLI's subcommands."""
+    p = sub.add_parser(
+        "recalibrate",
+        help="recompute every stored model's calibration offsets against a new background set",
+        description=__doc__.split("\n\n")[1],
+    )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store-address", help="DescriptorStoreService host:port (while it runs)")
+    where.add_argument("--store-url", help="open the store directly: redis://... or file:///path")
+    p.add_argument(
+        "--background", required=True,
+        help="raw background descriptors (.npy, n_background x n_probes), or concept names "
+        "(a file with one per line, or imagenet1k) encoded through --encoder-address",
+    )
+    p.add_argument("--encoder-address", help="ClipEncoderService host:port, for a names background")
+    p.add_argument("--k", type=int, default=DEFAULT_CALIBRATION_K, help="background concepts averaged per offset")
+    p.add_argument("--probe-set", default="", help="probe-set id (default: the only one in the store)")
+    p.add_argument("--force", action="store_true", help="also models already calibrated this way")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_main(args))
+    except ProbeLogError as exc:
+        print(f"error: {exc.code.name}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from probelog.common.server import create_channel
+
+    closers = []
+    try:
+        if args.store_address:
+            from probelog.descriptor_store.client import DescriptorStoreClient
+
+            store: DescriptorStore = DescriptorStoreClient(create_channel(args.store_address), args.store_address)
+        else:
+            from probelog.descriptor_store.config import StoreSettings
+            from probelog.descriptor_store.main import open_store
+
+            store, _ = await open_store(StoreSettings(store_url=args.store_url))
+        closers.append(store.close)
+        probe_sets = await store.list_probe_sets()
+        if args.probe_set:
+            probe_set = await store.probe_set_info(args.probe_set)
+        elif len(probe_sets) == 1:
+            probe_set = probe_sets[0]
+        else:
+            raise InvalidArgument(f"the store has {len(probe_sets)} probe sets: name one with --probe-set")
+        ps_id = probe_set.probe_set_id
+        if args.background.endswith(".npy"):
+            try:
+                raw = np.load(args.background)
+            except (OSError, ValueError) as exc:
+                raise InvalidArgument(f"cannot read background descriptors {args.background}: {exc}") from None
+            background = background_from_array(ps_id, raw, probe_set.n_probes)
+        else:
+            from probelog.orchestrator.search import load_background
+
+            if not args.encoder_address:
+                raise InvalidArgument("a names background needs --encoder-address (or give a .npy)")
+            from probelog.clip_encoder.client import ClipEncoderClient
+
+            encoder = ClipEncoderClient(create_channel(args.encoder_address), args.encoder_address)
+            closers.append(encoder.close)
+            background = await background_from_encoder(encoder, ps_id, load_background(args.background))
+        infos_total = 0
+        token = ""
+        while True:
+            infos, token = await store.list_models(ps_id, page_size=1000, page_token=token)
+            infos_total += sum(i.n_logits for i in infos)
+            if not token:
+                break
+        with tqdm(total=infos_total, unit="logit", desc="recalibrating", file=sys.stderr,
+                  disable=args.quiet) as bar:
+            report = await recalibrate(store, ps_id, background, args.k, force=args.force, progress=bar.update)
+        print(
+            f"recalibrated {report.models} models ({report.logits} logits) of {ps_id} against "
+            f"{background.background_id} ({len(background.z)} concepts, k = {args.k}) in "
+            f"{report.seconds:.1f} s; {report.skipped} already calibrated this way",
+            file=sys.stderr,
+        )
+        return 0
+    finally:
+        for close in reversed(closers):
+            await close()
