@@ -340,3 +340,42 @@ async def test_tls_is_verified_with_the_configured_ca(tmp_path):
         await unverified.close()
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------- a ranker following Redis
+
+
+async def test_ranker_reloads_when_redis_lost_its_data(redis_url):
+    """After FLUSHALL the store's sequence restarts: the ranker must reload and report the new
+    sequence, not keep the old, higher one (which would call new models searchable too early)."""
+    from probelog.ranker.ranker import Ranker
+
+    prefix = _prefix()
+    store = await _redis_store(redis_url, redis_key_prefix=prefix)
+    ps, _ = await store.put_probe_set("probes", _images())
+    for i in range(3):
+        await store.put_model(*_model(ps.probe_set_id, f"old-{i}", seed=i))
+    ranker = Ranker(store, values_dtype=np.float32)
+    await ranker.start()
+    try:
+        assert await ranker.applied_sequence() == 3
+        flusher = await _redis_store(redis_url, redis_key_prefix=prefix)
+        await flusher._redis.flushall()
+        await flusher.close()
+        ps, _ = await store.put_probe_set("probes", _images())
+        sequence = await store.put_model(*_model(ps.probe_set_id, "new", seed=7))
+        assert sequence == 1
+        # The feed's reset makes the ranker reload from the (new) store.
+        for _ in range(200):
+            index = ranker.indexes.get(ps.probe_set_id)
+            if index is not None and index.model_ids() == ["new"]:
+                break
+            await asyncio.sleep(0.05)
+        assert ranker.indexes[ps.probe_set_id].model_ids() == ["new"]
+        assert await ranker.applied_sequence() == 1
+        sequence = await store.put_model(*_model(ps.probe_set_id, "newer", seed=8))
+        assert await ranker.wait_applied(sequence, timeout=10)
+        assert sorted(ranker.indexes[ps.probe_set_id].model_ids()) == ["new", "newer"]
+    finally:
+        await ranker.stop()
+        await store.close()

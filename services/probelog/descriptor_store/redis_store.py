@@ -104,6 +104,14 @@ _KINDS = {b"PUT": ChangeKind.PUT, b"DELETE": ChangeKind.DELETE}
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def _reraise_if_cancelling() -> None:
+    """redis-py can turn a cancellation that lands in a blocking read into a timeout or
+    connection error; retrying it would swallow the cancellation and never stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _sequence(stream_id: bytes | str) -> int:
     """The sequence of a change entry id ``0-<sequence>``."""
     text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
@@ -247,6 +255,7 @@ class RedisDescriptorStore:
             except NoPermissionError as exc:
                 raise FailedPrecondition(f"redis at {self.endpoint} denied {what}: {exc}") from None
             except (*_TRANSIENT, TimeoutError) as exc:
+                _reraise_if_cancelling()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise DeadlineExceeded(f"{what} on redis at {self.endpoint}: deadline exceeded") from None
                 elapsed = time.monotonic() - started
@@ -541,7 +550,11 @@ class RedisDescriptorStore:
                     {self._changes_key: f"0-{last}"}, count=WATCH_COUNT, block=WATCH_BLOCK_MS
                 )
                 delay = 0.1
+                # A quiet feed may mean the data set was lost and new changes are numbered
+                # below ``last`` (XREAD would never return them): look again.
+                check = not response
             except _TRANSIENT as exc:
+                _reraise_if_cancelling()
                 logger.warning("change feed on redis at %s interrupted (%s); retrying in %.1f s", self.endpoint, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

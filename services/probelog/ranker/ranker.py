@@ -33,7 +33,7 @@ from probelog.common.errors import (
     NotFound,
     ProbeLogError,
 )
-from probelog.common.ports import ChangeKind, DescriptorStore, RankResult
+from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult
 from probelog.core import kernels
 from probelog.core.descriptors import zscore
 from probelog.core.index import IndexHit, SparseLogitIndex
@@ -43,6 +43,8 @@ from probelog.v1 import types_pb2
 logger = logging.getLogger(__name__)
 
 _HASH_SPACE = 1 << 32
+#: How long stop() waits for the change-feed follower to end.
+_STOP_TIMEOUT_S = 2.0
 #: Largest top_k a Rank call may ask for.
 MAX_TOP_K = 10_000
 #: Most query descriptors per Rank call.
@@ -163,8 +165,11 @@ class Ranker:
     async def stop(self) -> None:
         if self._follower is not None:
             self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+            # A store client blocked in a read may not see the cancellation until its
+            # connection closes (the caller closes the store next): don't wait forever.
+            done, _ = await asyncio.wait({self._follower}, timeout=_STOP_TIMEOUT_S)
+            if not done:
+                logger.warning("the change feed did not stop within %.0f s; leaving it", _STOP_TIMEOUT_S)
         if self.batcher is not None:
             await self.batcher.close()
             stats = self.batcher.stats()
@@ -180,7 +185,10 @@ class Ranker:
             raise FailedPrecondition("this ranker has no descriptor store")
         return self._store
 
-    async def _load_all(self) -> None:
+    async def _load_all(self, *, reset: bool = False) -> None:
+        """Load every owned model. With ``reset`` (the store lost or trimmed its history), the
+        applied sequence becomes the store's current one even if that is lower, so callers
+        waiting for a new change are not told it is searchable before it is."""
         store = self.store
         sequence = await store.current_sequence()
         indexes: dict[str, SparseLogitIndex] = {}
@@ -204,7 +212,7 @@ class Ranker:
                 if not token:
                     break
         self.indexes = indexes
-        await self._set_applied(sequence)
+        await self._set_applied(sequence, exact=reset)
         self._loaded.set()
         logger.info(
             "ranker shard %d/%d loaded %d models (%d logits) at sequence %d",
@@ -235,9 +243,9 @@ class Ranker:
         except ValueError as exc:
             logger.error("model %s of %s cannot be indexed: %s", model_id, probe_set_id, exc)
 
-    async def _set_applied(self, sequence: int) -> None:
+    async def _set_applied(self, sequence: int, *, exact: bool = False) -> None:
         async with self._applied_changed:
-            self._applied = max(self._applied, sequence)
+            self._applied = sequence if exact else max(self._applied, sequence)
             self._applied_changed.notify_all()
 
     async def _maybe_compact(self, index: SparseLogitIndex) -> None:
@@ -247,24 +255,33 @@ class Ranker:
             reclaimed = await asyncio.to_thread(index.compact)
             logger.info("compacted the index: %d dead rows reclaimed", reclaimed)
 
+    async def _apply(self, change: Change) -> bool:
+        """Apply one change; False when it was a reset (the index was reloaded instead)."""
+        if change.kind is ChangeKind.RESET:
+            await self._load_all(reset=True)
+            return False
+        if self.owns(change.model_id):
+            if change.kind is ChangeKind.PUT:
+                await self._load_model(change.probe_set_id, change.model_id, self.indexes)
+            elif change.kind is ChangeKind.DELETE and change.probe_set_id in self.indexes:
+                # In a thread: the index lock may be held by a running scan.
+                await asyncio.to_thread(self.indexes[change.probe_set_id].remove, change.model_id)
+            if change.probe_set_id in self.indexes:
+                await self._maybe_compact(self.indexes[change.probe_set_id])
+        await self._set_applied(change.sequence)
+        return True
+
     async def _follow(self) -> None:
         delay = 0.1
         while True:
             try:
-                async for change in self.store.watch(self._applied):
-                    delay = 0.1
-                    if change.kind is ChangeKind.RESET:
-                        await self._load_all()
-                        continue
-                    if self.owns(change.model_id):
-                        if change.kind is ChangeKind.PUT:
-                            await self._load_model(change.probe_set_id, change.model_id, self.indexes)
-                        elif change.kind is ChangeKind.DELETE and change.probe_set_id in self.indexes:
-                            # In a thread: the index lock may be held by a running scan.
-                            await asyncio.to_thread(self.indexes[change.probe_set_id].remove, change.model_id)
-                        if change.probe_set_id in self.indexes:
-                            await self._maybe_compact(self.indexes[change.probe_set_id])
-                    await self._set_applied(change.sequence)
+                # After a reset, follow again from the store's own sequence. aclosing: leaving
+                # the feed closes it at once, not whenever it is garbage collected.
+                async with contextlib.aclosing(self.store.watch(self._applied)) as feed:
+                    async for change in feed:
+                        delay = 0.1
+                        if not await self._apply(change):
+                            break
             except asyncio.CancelledError:
                 raise
             except ProbeLogError as exc:
