@@ -33,7 +33,7 @@ ADDRESS=127.0.0.1:$(cat "$RUN/port")
 echo "[demo] serving on $ADDRESS" >&2
 
 "$PROBELOG" index --all --address "$ADDRESS"
-"$PROBELOG" models --address "$ADDRESS" | head -5
+"$PROBELOG" models --address "$ADDRESS"
 
 # Three concepts the hub's models were trained on, and one example image of the first.
 mapfile -t QUERIES < <(.venv/bin/python scripts/demo_queries.py "$WORLD" --count 3 --image "$RUN/example.png")

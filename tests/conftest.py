@@ -30,3 +30,12 @@ def embedded_process(mini_world, tmp_path_factory):
     ], work)
     yield service
     assert service.stop() == 0, service.output()
+
+
+@pytest.fixture(scope="session")
+def tiny_world():
+    """The trained tiny world (`probelog world build --scale tiny --seed 0`), built into the data
+    directory on first use (a few minutes) and reused after."""
+    from probelog.world.build import cached_world
+
+    return cached_world("tiny", 0, progress=False)

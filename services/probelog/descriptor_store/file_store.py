@@ -107,7 +107,7 @@ class FileDescriptorStore:
                 width=images.shape[2],
                 channels=images.shape[3],
             )
-            info.created_at.FromDatetime(dt.datetime.now(dt.timezone.utc))
+            info.created_at.FromDatetime(dt.datetime.now(dt.UTC))
             base = self.root / "probe_sets" / ps_id
             await asyncio.to_thread(save_probe_set, base.with_suffix(".npz"), info.name, images)
             # The info file is the commit point: a probe set without it does not exist.

@@ -1,0 +1,47 @@
+"""Benchmarks run from the command line: ``probelog bench quality``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from probelog.bench.quality import run_quality
+    from probelog.common.runtime import configure_logging
+
+    configure_logging("INFO")
+    world = Path(args.hub)
+    if world.name == "hub" and (world.parent / "world.json").is_file():
+        world = world.parent
+    if not (world / "world.json").is_file():
+        print(f"error: {args.hub} is not a built world (no world.json)", file=sys.stderr)
+        return 2
+    command = "probelog " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    sizes = None
+    if args.pool_size:
+        sizes = {"scenes": 2 * args.pool_size, "objects": args.pool_size, "shifted": args.pool_size, "noise": args.pool_size}
+    report = run_quality(
+        world, Path(args.out), range(args.seeds), args.threads, command,
+        n_probes=args.probes, pool_sizes=sizes,
+    )
+    print(f"wrote {report}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    bench = subparsers.add_parser("bench", help="benchmarks")
+    sub = bench.add_subparsers(dest="bench", required=True)
+    quality = sub.add_parser("quality", help="the paper's experiments on a world's hub")
+    quality.add_argument("--hub", required=True, help="a built world directory (or its hub/)")
+    quality.add_argument("--out", default="bench/results", help="where quality.md and its plots go")
+    quality.add_argument("--seeds", type=int, default=3, help="seeds of probe sampling")
+    quality.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    quality.add_argument("--probes", type=int, default=4000, help="probes per experiment (paper: 4,000)")
+    quality.add_argument(
+        "--pool-size", type=int, default=0,
+        help="probes rendered per distribution (scenes get twice as many); default: 10,000 scenes, 6,000 others",
+    )
+    quality.set_defaults(func=_quality)
