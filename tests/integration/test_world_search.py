@@ -11,7 +11,6 @@ import json
 import subprocess
 
 import grpc
-import pytest
 import pytest_asyncio
 
 from probelog.common.server import create_server

@@ -132,7 +132,13 @@ class Cache:
 def render_pools(world: Path, cache: Cache, sizes: dict[str, int]) -> dict[str, np.ndarray]:
     """The bench's probe pools, rendered by the world's generator with the bench's own seed."""
     from probelog.world.concepts import ConceptSet, rng_for
-    from probelog.world.render import IMAGE_SIZE, render_dead_leaves, render_objects, render_scenes, render_shifted
+    from probelog.world.render import (
+        IMAGE_SIZE,
+        render_dead_leaves,
+        render_objects,
+        render_scenes,
+        render_shifted,
+    )
 
     fine = ConceptSet().fine_attributes
     pools = {}
