@@ -4,14 +4,14 @@
 #
 #   deploy/dev-stack.sh [WORLD_DIR] [--keep-running] [--auto-index] [--base-port N] [--query TEXT]...
 #
-# WORLD_DIR defaults to .data/world-tiny (built here when missing). Redis and Triton bind
+# WORLD_DIR defaults to .data/world-tiny-seed0 (built here when missing). Redis and Triton bind
 # 127.0.0.1 only; the orchestrator serves on --base-port (default 50051), so a plain
 # `probelog search ...` reaches it. Everything stops on exit, Ctrl-C or SIGTERM; logs, the Redis
 # files and the generated Triton repository (Python backend) are kept in .data/dev-stack/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORLD=.data/world-tiny
+WORLD=.data/world-tiny-seed0
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then WORLD=$1; shift; fi
 
 ./scripts/setup.sh

@@ -1,4 +1,4 @@
-"""The ``probelog`` command: run services, index models, search, inspect.
+"""probelog: run the services, index models, search them, inspect the index.
 
     probelog serve --embedded --world .data/world-tiny --port 50051
     probelog serve orchestrator --ranker-addresses host1:50055,host2:50055
@@ -319,21 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     repo.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
     repo.set_defaults(func=_triton_repo)
 
+    # Command groups of their own; each imports its heavy dependencies only when it runs.
+    from probelog import bench
     from probelog.ranker import recalibrate
+    from probelog.world import cli as world_cli
 
     recalibrate.register(sub)
-    try:
-        from probelog.world import cli as world_cli
-    except ImportError:
-        world_cli = None  # type: ignore[assignment]
-    if world_cli is not None and hasattr(world_cli, "register"):
-        world_cli.register(sub)
-    try:
-        from probelog import bench as bench_cli
-    except ImportError:
-        bench_cli = None  # type: ignore[assignment]
-    if bench_cli is not None and hasattr(bench_cli, "register"):
-        bench_cli.register(sub)
+    world_cli.register(sub)
+    bench.register(sub)
     return parser
 
 
