@@ -10,7 +10,7 @@
 3. IndexModel to searchable, per model: the dev stack (five services, Triton, Redis) against the
    embedded server, both over gRPC; the stages come from IndexModelResponse.timings.
 
-    .venv/bin/python bench/backends.py --world .data/world-tiny
+    .venv/bin/python bench/backends.py --world .data/world-tiny-seed0
     .venv/bin/python bench/backends.py --mini .data/bench-mini      # the tests' mini world
 
 Results go to bench/results/backends.md (and stdout).

@@ -1,6 +1,6 @@
 """probelog: run the services, index models, search them, inspect the index.
 
-    probelog serve --embedded --world .data/world-tiny --port 50051
+    probelog serve --embedded --world .data/world-tiny-seed0 --port 50051
     probelog serve orchestrator --ranker-addresses host1:50055,host2:50055
     probelog index --all
     probelog search "red striped circle" --top-k 10

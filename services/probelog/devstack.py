@@ -8,7 +8,7 @@ ranker and orchestrator, wired by flags. Then the same demo as the embedded mode
 stopped on exit, Ctrl-C or SIGTERM.
 
     deploy/dev-stack.sh [WORLD_DIR]                         # builds the tiny world when missing
-    python -m probelog.devstack --world .data/world-tiny --keep-running
+    python -m probelog.devstack --world .data/world-tiny-seed0 --keep-running
 
 The same :class:`DevStack` starts the stack for the integration tests and the benchmarks.
 """
@@ -292,7 +292,7 @@ def _stop_on_sigterm() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m probelog.devstack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--world", default=".data/world-tiny", help="a world built by `probelog world build`")
+    parser.add_argument("--world", default=".data/world-tiny-seed0", help="a world built by `probelog world build`")
     parser.add_argument("--workdir", default=".data/dev-stack", help="logs, Redis files, the Triton repository")
     parser.add_argument("--base-port", type=int, default=50051, help="orchestrator port; 0 for free ports")
     parser.add_argument("--query", action="append", default=[], help="a concept to search (default: the world's demo queries)")
