@@ -79,7 +79,8 @@ def _shapes(rng: np.random.Generator, n: int, size: int = 32) -> np.ndarray:
         bg = rng.integers(0, 256, 3)
         img = np.broadcast_to(bg, (size, size, 3)).copy()
         for _ in range(int(rng.integers(1, 4))):
-            cy, cx, r = rng.integers(4, size - 4, 2).tolist() + [int(rng.integers(3, 10))]
+            cy, cx = rng.integers(4, size - 4, 2).tolist()
+            r = int(rng.integers(3, 10))
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
             img[mask] = rng.integers(0, 256, 3)
         images[i] = img

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from probelog.clip_encoder.encoder import ClipEncoder
@@ -16,7 +18,7 @@ from probelog.v1 import clip_encoder_pb2_grpc as pb_grpc
 MAX_ITEMS = 4096
 
 
-def concepts_from_proto(concepts: list[pb.Concept] | tuple[pb.Concept, ...]) -> list[Concept]:
+def concepts_from_proto(concepts: Sequence[pb.Concept]) -> list[Concept]:
     out: list[Concept] = []
     for i, concept in enumerate(concepts):
         kind = concept.WhichOneof("concept")

@@ -11,7 +11,7 @@ derived from the caller's deadline.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -139,7 +139,7 @@ class DescriptorStore(Protocol):
         """Sequence number of the latest change (0 before the first)."""
         ...
 
-    def watch(self, after_sequence: int = 0) -> AsyncIterator[Change]:
+    def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
         """Changes after ``after_sequence``, then new ones as they happen."""
         ...
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 import numpy as np
@@ -152,7 +152,7 @@ class DescriptorStoreClient:
             response = await self._stub.GetStoreStatus(pb.GetStoreStatusRequest(), timeout=timeout)
         return int(response.sequence)
 
-    async def watch(self, after_sequence: int = 0) -> AsyncIterator[Change]:
+    async def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
         with remote_errors(self.address):
             async for change in self._stub.WatchChanges(pb.WatchChangesRequest(after_sequence=after_sequence)):
                 yield Change(

@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import os
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import numpy as np
@@ -273,7 +273,7 @@ class FileDescriptorStore:
                     )
         return out
 
-    async def watch(self, after_sequence: int = 0) -> AsyncIterator[Change]:
+    async def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
         last = after_sequence
         while True:
             async with self._changed:

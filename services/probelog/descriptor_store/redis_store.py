@@ -56,7 +56,7 @@ import asyncio
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -524,7 +524,7 @@ class RedisDescriptorStore:
         last, _ = await self._run("XINFO changes", self._stream_state, timeout)
         return last
 
-    async def watch(self, after_sequence: int = 0) -> AsyncIterator[Change]:
+    async def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
         """Changes after ``after_sequence``, then new ones as they are written.
 
         Yields a RESET when changes after ``after_sequence`` are no longer in the stream

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+
 from probelog.clip_encoder.client import ClipEncoderClient
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
@@ -12,23 +14,23 @@ from probelog.orchestrator.search import SearchEngine, load_background
 from probelog.orchestrator.servicer import SearchServicer
 from probelog.probe_runner.client import ProbeRunnerClient
 from probelog.ranker.client import RankerClient
+from probelog.ranker.sharded import ShardedRanker
 
 
 async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
     tls = settings.client_tls
 
-    def channel(address: str):  # type: ignore[no-untyped-def]
+    def channel(address: str) -> grpc.aio.Channel:
         return create_channel(address, tls)
 
     store = DescriptorStoreClient(channel(settings.store_address), settings.store_address)
     runner = ProbeRunnerClient(channel(settings.runner_address), settings.runner_address)
     encoder = ClipEncoderClient(channel(settings.encoder_address), settings.encoder_address)
+    ranker: RankerClient | ShardedRanker
     if len(settings.ranker_addresses) == 1:
         address = settings.ranker_addresses[0]
         ranker = RankerClient(channel(address), address)
     else:
-        from probelog.ranker.sharded import ShardedRanker
-
         ranker = ShardedRanker(
             [RankerClient(channel(a), a) for a in settings.ranker_addresses],
             allow_partial=settings.allow_partial,

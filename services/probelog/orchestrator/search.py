@@ -295,9 +295,8 @@ class SearchEngine:
         if isinstance(query, str):
             if not query.strip():
                 raise InvalidArgument("the query text is empty")
-        elif isinstance(query, ImageQuery):
-            if not query.images:
-                raise InvalidArgument("an image query needs at least one image")
+        elif isinstance(query, ImageQuery) and not query.images:
+            raise InvalidArgument("an image query needs at least one image")
         top_k = top_k or 10
         if not 1 <= top_k <= MAX_TOP_K:
             raise InvalidArgument(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")

@@ -243,7 +243,7 @@ class ProbeRunner:
         started = time.perf_counter()
         chunks: list[npt.NDArray[np.float32]] = []
         model: pb.ServedModel | None = None
-        async for model, _, logits in self.probe_chunks(
+        async for model, _, logits in self.probe_chunks(  # noqa: B007 - the last model is kept
             model_name, model_version, probe_set_id, batch_size=batch_size, timeout=timeout
         ):
             chunks.append(logits)
