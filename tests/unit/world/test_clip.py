@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+open_clip = pytest.importorskip("open_clip")
+
+from probelog.world.clip import (  # noqa: E402
+    CLIP_MODEL_NAME,
+    ClipArchitecture,
+    ClipTraining,
+    contrastive_loss,
+    encode_images,
+    encode_texts,
+    load_clip,
+    train_clip,
+)
+from probelog.world.concepts import ConceptSet  # noqa: E402
+from probelog.world.render import render_objects, render_scenes  # noqa: E402
+
+
+def test_contrastive_loss_is_clip_loss_with_shared_positives() -> None:
+    torch.manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    scale = torch.tensor(2.0)
+    logits = scale.exp() * image @ text.T
+    labels = torch.arange(5)
+    # No repeated captions: exactly CLIP's symmetric InfoNCE.
+    clip = 0.5 * (
+        torch.nn.functional.cross_entropy(logits, labels)
+        + torch.nn.functional.cross_entropy(logits.T, labels)
+    )
+    torch.testing.assert_close(contrastive_loss(image, text, scale, torch.eye(5, dtype=torch.bool)), clip)
+    # Captions 0 and 1 identical: each of them spreads its target over both.
+    same = torch.eye(5, dtype=torch.bool)
+    same[0, 1] = same[1, 0] = True
+    target = same.float() / same.float().sum(1, keepdim=True)
+    expected = 0.5 * (
+        -(target * logits.log_softmax(1)).sum(1).mean() - (target.T * logits.T.log_softmax(1)).sum(1).mean()
+    )
+    torch.testing.assert_close(contrastive_loss(image, text, scale, same), expected)
+
+
+def test_trained_clip_loads_through_open_clip_api(tmp_path: Path) -> None:
+    concepts = ConceptSet()
+    rng = np.random.default_rng(0)
+    ids = np.arange(0, len(concepts.fine), 4)
+    objects = render_objects(rng, concepts.fine_attributes[ids])
+    scenes, contents = render_scenes(rng, 32, concepts.fine_attributes)
+    report = train_clip(
+        tmp_path / "clip",
+        concepts,
+        ClipArchitecture(),
+        ClipTraining(steps=2, batch_size=16, warmup_steps=1),
+        seed=0,
+        eval_objects=(objects, ids),
+        eval_scenes=(scenes, contents),
+        progress=False,
+    )
+    assert 0.0 <= report["fine_top1"] <= 1.0 and 0.0 <= report["coarse_top1"] <= 1.0
+    assert 0.0 <= report["scene_auc"] <= 1.0
+    assert len(report["loss_curve"]) == 1
+    assert (tmp_path / "clip" / f"{CLIP_MODEL_NAME}.json").is_file()
+
+    model, preprocess, tokenizer = load_clip(tmp_path)
+    # The plain open_clip calls give the same model.
+    open_clip.add_model_config(tmp_path / "clip" / f"{CLIP_MODEL_NAME}.json")
+    again, _, _ = open_clip.create_model_and_transforms(
+        CLIP_MODEL_NAME, pretrained=str(tmp_path / "clip" / "checkpoint.pt")
+    )
+    again.eval()
+    emb = encode_images(model, objects[:4])
+    np.testing.assert_allclose(emb, encode_images(again, objects[:4]), atol=1e-5)
+    assert emb.shape == (4, ClipArchitecture().embed_dim)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+    # preprocess (PIL path) agrees with the array path used for probe sets.
+    from PIL import Image
+
+    with torch.no_grad():
+        via_pil = model.encode_image(torch.stack([preprocess(Image.fromarray(im)) for im in objects[:4]]))
+    via_pil = torch.nn.functional.normalize(via_pil, dim=-1).numpy()
+    np.testing.assert_allclose(via_pil, emb, atol=1e-4)
+
+    tokens = tokenizer(["a photo of a red striped circle."])
+    assert tokens.shape == (1, ClipArchitecture().context_length)
+    assert encode_texts(model, tokenizer, ["a", "b", "c"]).shape == (3, ClipArchitecture().embed_dim)
