@@ -23,7 +23,7 @@ from probelog.common.ports import DescriptorStore
 from probelog.common.runtime import run
 from probelog.common.server import Servicer
 from probelog.common.settings import Settings
-from probelog.core.distance import DEFAULT_CALIBRATION_K, DEFAULT_R
+from probelog.core.distance import DEFAULT_R
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.main import open_store
 from probelog.descriptor_store.servicer import DescriptorStoreServicer
@@ -57,7 +57,9 @@ class EmbeddedSettings(Settings):
     probe_set_file: str = ""
     default_probe_set: str = ""
     background: str = "imagenet1k"
-    calibration_k: int = DEFAULT_CALIBRATION_K
+    #: Background concepts averaged per calibration offset; 0: DEFAULT_CALIBRATION_K, or the
+    #: background size when that is smaller.
+    calibration_k: int = 0
     r: int = DEFAULT_R
     index_dtype: str = "float16"
 
@@ -145,7 +147,7 @@ async def build(settings: EmbeddedSettings) -> Embedded:
         ranker=ranker,
         background=load_background(settings.background),
         r=settings.r,
-        k=settings.calibration_k,
+        k=settings.calibration_k or None,
         default_probe_set=settings.default_probe_set,
     )
     if settings.probe_set_file:

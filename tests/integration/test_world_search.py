@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import grpc
 import pytest_asyncio
@@ -81,3 +82,30 @@ def test_readme_main_command(tiny_world, tmp_path):
     # Three text queries and one image query, each a table of 5 hits with the truth column.
     assert result.stdout.count("ground truth (evaluation only)") == 4
     assert result.stdout.count(" hits among ") == 4
+
+
+def test_quality_bench_writes_every_table_and_plot(tiny_world, tmp_path):
+    """`probelog bench quality` end to end on the tiny world, with small probe pools."""
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "-m", "probelog.cli", "bench", "quality", "--hub", str(tiny_world), "--out", str(out),
+         "--seeds", "2", "--probes", "200", "--pool-size", "300"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (out / "quality.md").read_text()
+    for heading in ("findings, checked", "Table 1", "Table 2", "Calibration k", "Table 4", "Table 5", "Table 3",
+                    "Table 7", "Selectivity"):
+        assert heading in report, heading
+    assert "--pool-size 300" in report  # the command that produced it
+    for plot in ("fig4_hubness", "fig5_probes", "fig8_r", "fig7_pr_auc", "calibration_k"):
+        assert (out / "quality" / f"{plot}.png").stat().st_size > 1000
+    res = json.loads((out / "quality" / "quality.json").read_text())
+    assert res["seeds"] == [0, 1]
+    assert res["k"] in {int(k) for k in res["k_sweep"]["top1"]}
+    sel = res["selectivity"]
+    assert 0.0 <= sel["logits"][0] <= sel["ceiling"] and 0.0 <= sel["clip"][0] <= sel["ceiling"]
+    # Search beats chance on the tiny hub: ProbeLog's mean top-5 retrieval is above 5 / n_logits.
+    truth = json.loads((tiny_world / "ground_truth.json").read_text())["models"]
+    n_logits = sum(len(m["concepts"]) for m in truth.values())
+    assert sum(res["main"]["ProbeLog"]["ret5"]) / 2 > 5 / n_logits

@@ -42,6 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     quality.add_argument("--probes", type=int, default=4000, help="probes per experiment (paper: 4,000)")
     quality.add_argument(
         "--pool-size", type=int, default=0,
-        help="probes rendered per distribution (scenes get twice as many); default: 10,000 scenes, 6,000 others",
+        help="probes rendered per distribution (scenes get twice as many); default: 9,000 scenes, 4,500 others",
     )
     quality.set_defaults(func=_quality)

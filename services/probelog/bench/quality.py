@@ -50,7 +50,7 @@ POOL_SIZES = {"scenes": 9_000, "objects": 4_500, "shifted": 4_500, "noise": 4_50
 POOL_SEED = 9_999
 N_PROBES = 4_000
 R = 50
-K_SWEEP = (1, 2, 3, 5, 10, 20, 50, 100)
+K_SWEEP = (1, 2, 3, 5, 10, 20, 50, 100, 200)
 PROBE_COUNTS = (125, 250, 500, 1000, 2000, 4000, 8000)
 R_SWEEP = (5, 10, 25, 50, 100, 250, 500, 1000, 4000)
 BACKGROUND_SIZES = (5, 25, 50, 100, 250, 500)
@@ -405,6 +405,52 @@ def experiment_background_size(run: Run, k: int, draws: int = 5) -> None:
     run.results["background_size"] = out
 
 
+def objects_pool_labels(n: int) -> npt.NDArray[np.int64]:
+    """The fine concept of each image of the bench's single-object pool: the first draw of the
+    pool's generator in :func:`render_pools`, repeated."""
+    from probelog.world.concepts import ConceptSet, rng_for
+
+    return rng_for(POOL_SEED, "bench-pool", "objects").integers(0, len(ConceptSet().fine), n)
+
+
+def experiment_selectivity(run: Run) -> None:
+    """How selective the hub's logits are, next to the CLIP's text queries.
+
+    On the single-object pool, where each probe's concept is known: of a fine-concept logit's
+    top-R probes, the share showing its concept, and the share sharing at least two of its three
+    attributes (colour, pattern, shape); the same for the top-R probes of each fine query's CLIP
+    similarity; and the ceiling (the pool's images of a concept, at most R, over R).
+    """
+    from probelog.world.concepts import ConceptSet
+
+    concepts = ConceptSet()
+    attrs = concepts.fine_attributes  # (n_fine, 3)
+    fine = {c.name: i for i, c in enumerate(concepts.fine)}
+    logits = run.logits["objects"]
+    labels = objects_pool_labels(logits.shape[1])
+
+    def shares(top: npt.NDArray[np.int64], own: npt.NDArray[np.int64]) -> tuple[float, float]:
+        exact = labels[top] == own[:, None]
+        close = (attrs[labels[top]] == attrs[own][:, None, :]).sum(axis=2) >= 2
+        return float(exact.mean()), float(close.mean())
+
+    logit_fine = np.array([fine.get(c, -1) for c in run.hub.logit_concept])
+    keep = logit_fine >= 0
+    logit_top = np.argpartition(-logits[keep], R, axis=1)[:, :R]
+    query_fine = np.array([fine.get(q, -1) for q in run.hub.query_names])
+    qkeep = query_fine >= 0
+    sims = run.query_text[qkeep] @ run.probe_emb["objects"].T
+    query_top = np.argpartition(-sims, R, axis=1)[:, :R]
+    per_concept = np.bincount(labels, minlength=len(fine))
+    run.results["selectivity"] = {
+        "n_logits": int(keep.sum()),
+        "n_queries": int(qkeep.sum()),
+        "logits": shares(logit_top, logit_fine[keep]),
+        "clip": shares(query_top, query_fine[qkeep]),
+        "ceiling": float(np.minimum(per_concept[query_fine[qkeep]], R).mean() / R),
+    }
+
+
 def experiment_image_queries(run: Run, k: int, clip: Clip, eval_images: np.ndarray, eval_labels: np.ndarray,
                              eval_names: list[str]) -> None:
     """Table 5: each fine concept of the hub queried by 1, 5 or 10 held-out example images."""
@@ -643,6 +689,19 @@ def write_report(res: dict[str, Any], out_dir: Path, command: str, meta: dict[st
               "| size | top-1 |", "|---|---|"]
     for size in bg:
         lines.append(f"| {size} | {fmt(bg[size])} |")
+    sel = res["selectivity"]
+    lines += ["", f"## Selectivity: what a logit's top {R} single-object probes show", "",
+              "Not a table of the paper: it shows where this world's retrieval is hard. On the "
+              "single-object pool, where each probe's concept is known, the share of a logit's "
+              f"top {R} probes that show its own concept, or share at least two of its three "
+              "attributes (colour, pattern, shape), next to the same shares for the CLIP's top "
+              f"{R} probes of each fine concept's text.", "",
+              "| | own concept | at least 2 of 3 attributes |", "|---|---|---|",
+              f"| hub logits of fine concepts ({sel['n_logits']}) | {100 * sel['logits'][0]:.1f}% | "
+              f"{100 * sel['logits'][1]:.1f}% |",
+              f"| CLIP text queries of fine concepts ({sel['n_queries']}) | {100 * sel['clip'][0]:.1f}% | "
+              f"{100 * sel['clip'][1]:.1f}% |",
+              f"| ceiling (the pool's images per concept, at most {R}, over {R}) | {100 * sel['ceiling']:.1f}% | |"]
     lines += ["", "## Figures", "",
               "![Fig. 4](quality/fig4_hubness.png) ![Fig. 5](quality/fig5_probes.png)",
               "![Fig. 8](quality/fig8_r.png) ![Fig. 7](quality/fig7_pr_auc.png)",
@@ -707,6 +766,7 @@ def run_quality(
     experiment_probe_counts(run, k)
     experiment_r(run, k)
     experiment_background_size(run, k)
+    experiment_selectivity(run)
     eval_images, eval_labels, eval_names = eval_objects(world)
     experiment_image_queries(run, k, clip, eval_images, eval_labels, eval_names)
     eval_logits = hub_logits(hub, "eval", eval_images, cache, threads)

@@ -36,7 +36,7 @@ __all__ = [
 DEFAULT_R = 50
 #: Background concepts averaged into each calibration offset. Chosen by the calibration-k sweep
 #: of ``probelog bench quality`` (bench/results/quality.md).
-DEFAULT_CALIBRATION_K = 10
+DEFAULT_CALIBRATION_K = 100
 
 # Rows per block in the sparse products: bounds the (block, n_concepts) float64 intermediate.
 _BLOCK_ROWS = 8192

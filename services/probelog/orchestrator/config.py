@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from probelog.common.settings import Settings
-from probelog.core.distance import DEFAULT_CALIBRATION_K, DEFAULT_R
+from probelog.core.distance import DEFAULT_R
 
 PORT = 50051
 
@@ -21,7 +21,9 @@ class OrchestratorSettings(Settings):
     default_probe_set: str = ""
     #: Background concept names: a file with one name per line, or "imagenet1k".
     background: str = "imagenet1k"
-    calibration_k: int = DEFAULT_CALIBRATION_K
+    #: Background concepts averaged per calibration offset; 0: DEFAULT_CALIBRATION_K, or the
+    #: background size when that is smaller.
+    calibration_k: int = 0
     r: int = DEFAULT_R
     #: Index every model that appears in the runner's repository.
     auto_index: bool = False

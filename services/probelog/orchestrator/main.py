@@ -42,7 +42,7 @@ async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
         ranker=ranker,
         background=load_background(settings.background),
         r=settings.r,
-        k=settings.calibration_k,
+        k=settings.calibration_k or None,
         default_probe_set=settings.default_probe_set,
     )
     if settings.probe_set_file:

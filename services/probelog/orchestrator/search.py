@@ -93,8 +93,9 @@ class SearchEngine:
         Background concept names for hubness calibration (paper Eq. 6).
     r : int
         Probes kept per logit.
-    k : int
-        Background concepts averaged into each offset.
+    k : int, optional
+        Background concepts averaged into each offset; by default ``DEFAULT_CALIBRATION_K``, or
+        the background size when that is smaller.
     default_probe_set : str
         Probe-set id or name used when a request names none.
     """
@@ -108,11 +109,13 @@ class SearchEngine:
         ranker: RankerPort,
         background: Sequence[str],
         r: int = DEFAULT_R,
-        k: int = DEFAULT_CALIBRATION_K,
+        k: int | None = None,
         default_probe_set: str = "",
     ) -> None:
         if not background:
             raise ValueError("the background set is empty")
+        if k is None:
+            k = min(DEFAULT_CALIBRATION_K, len(background))
         if not 1 <= k <= len(background):
             raise ValueError(f"calibration k = {k} must be in [1, {len(background)}] (background size)")
         self.runner = runner

@@ -201,7 +201,11 @@ def register(sub: Any) -> None:
         "(a file with one per line, or imagenet1k) encoded through --encoder-address",
     )
     p.add_argument("--encoder-address", help="ClipEncoderService host:port, for a names background")
-    p.add_argument("--k", type=int, default=DEFAULT_CALIBRATION_K, help="background concepts averaged per offset")
+    p.add_argument(
+        "--k", type=int, default=None,
+        help=f"background concepts averaged per offset (default: {DEFAULT_CALIBRATION_K}, or the background size "
+        "when that is smaller)",
+    )
     p.add_argument("--probe-set", default="", help="probe-set id (default: the only one in the store)")
     p.add_argument("--force", action="store_true", help="also models already calibrated this way")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -257,6 +261,7 @@ async def _main(args: argparse.Namespace) -> int:
             encoder = ClipEncoderClient(create_channel(args.encoder_address), args.encoder_address)
             closers.append(encoder.close)
             background = await background_from_encoder(encoder, ps_id, load_background(args.background))
+        k = args.k if args.k is not None else min(DEFAULT_CALIBRATION_K, len(background.z))
         infos_total = 0
         token = ""
         while True:
@@ -266,10 +271,10 @@ async def _main(args: argparse.Namespace) -> int:
                 break
         with tqdm(total=infos_total, unit="logit", desc="recalibrating", file=sys.stderr,
                   disable=args.quiet) as bar:
-            report = await recalibrate(store, ps_id, background, args.k, force=args.force, progress=bar.update)
+            report = await recalibrate(store, ps_id, background, k, force=args.force, progress=bar.update)
         print(
             f"recalibrated {report.models} models ({report.logits} logits) of {ps_id} against "
-            f"{background.background_id} ({len(background.z)} concepts, k = {args.k}) in "
+            f"{background.background_id} ({len(background.z)} concepts, k = {k}) in "
             f"{report.seconds:.1f} s; {report.skipped} already calibrated this way",
             file=sys.stderr,
         )
