@@ -44,7 +44,18 @@ class Normalise(nn.Module):
         return (x - self.mean) / self.std
 
 
-class MLPBackbone(nn.Module):
+class _SequentialBackbone(nn.Module):
+    """A backbone that is one ``nn.Sequential``, ``self.net``, from images to ``out_features``."""
+
+    net: nn.Sequential
+    out_features: int
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.net(x)
+        return out
+
+
+class MLPBackbone(_SequentialBackbone):
     def __init__(self, image_size: int, hidden: int) -> None:
         super().__init__()
         side = image_size // 2
@@ -58,10 +69,6 @@ class MLPBackbone(nn.Module):
         )
         self.out_features = hidden
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x)
-        return out
-
 
 def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -71,7 +78,7 @@ def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-class ConvBackbone(nn.Module):
+class ConvBackbone(_SequentialBackbone):
     def __init__(self, image_size: int, stem: int, widths: tuple[int, ...]) -> None:
         super().__init__()
         # A stride-2 stem: full-resolution feature maps would cost most of the compute on a CPU.
@@ -85,10 +92,6 @@ class ConvBackbone(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)
         self.out_features = c_in
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x)
-        return out
 
 
 class BasicBlock(nn.Module):
@@ -107,7 +110,7 @@ class BasicBlock(nn.Module):
         return out
 
 
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(_SequentialBackbone):
     def __init__(self, image_size: int, width: int, blocks: tuple[int, ...]) -> None:
         super().__init__()
         layers: list[nn.Module] = [_conv_bn(3, width, stride=2)]
@@ -120,10 +123,6 @@ class ResNetBackbone(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.net = nn.Sequential(*layers)
         self.out_features = c_in
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x)
-        return out
 
 
 class EncoderBlock(nn.Module):
