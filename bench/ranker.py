@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "services"))
 
 from probelog.core import kernels  # noqa: E402
-from probelog.core.distance import entry_distances, logit_entries  # noqa: E402
+from probelog.core.distance import DEFAULT_CALIBRATION_K, entry_distances, logit_entries  # noqa: E402
 from probelog.core.index import SparseLogitIndex  # noqa: E402
 
 N_PROBES, R, TOP_K = 4000, 50, 10
@@ -183,7 +183,7 @@ def accuracy_study(n_logits: int, n_queries: int, seed: int = 7) -> dict[str, fl
     background += 0.3 * rng.normal(size=background.shape).astype(np.float32)
     from probelog.core.descriptors import zscore
 
-    offsets = kernels.calibration_offsets(idx, values, zscore(background), 10)
+    offsets = kernels.calibration_offsets(idx, values, zscore(background), DEFAULT_CALIBRATION_K)
     ids = [f"m{i:06d}" for i in range(n_logits)]
     f32 = SparseLogitIndex.from_arrays(N_PROBES, idx, values, offsets, ids, np.ones(n_logits, int), np.float32)
     f16 = SparseLogitIndex.from_arrays(N_PROBES, idx, values, offsets, ids, np.ones(n_logits, int), np.float16)
@@ -364,12 +364,12 @@ def calibration_study(n: int, n_background: int, seed: int) -> dict[str, float]:
     values = val.astype(np.float32)
     out: dict[str, float] = {"n": n, "n_background": n_background}
     c, w = time.process_time(), time.perf_counter()
-    kernels.calibration_offsets(idx, values, background, 10)
+    kernels.calibration_offsets(idx, values, background, DEFAULT_CALIBRATION_K)
     out["wall_s"] = time.perf_counter() - w
     out["cpu_s"] = time.process_time() - c
     m = 20_000  # the float64 scipy path, on a slice, per logit
     c, w = time.process_time(), time.perf_counter()
-    kernels.calibration_offsets(idx[:m], values[:m], background, 10, backend="numpy")
+    kernels.calibration_offsets(idx[:m], values[:m], background, DEFAULT_CALIBRATION_K, backend="numpy")
     out["scipy_wall_s_extrapolated"] = (time.perf_counter() - w) * n / m
     return out
 
@@ -573,7 +573,7 @@ def render(command, host, started, accuracy, studies, grpc, calibration, args) -
         "",
         "## Calibration", "",
         f"Offsets of {calibration['n']:,} logits against {calibration['n_background']} background "
-        f"concepts (k = 10), one batched pass: {calibration['wall_s']:.1f} s wall, "
+        f"concepts (k = {DEFAULT_CALIBRATION_K}), one batched pass: {calibration['wall_s']:.1f} s wall, "
         f"{calibration['cpu_s']:.1f} s CPU (the float64 scipy path would take about "
         f"{calibration['scipy_wall_s_extrapolated']:.0f} s, extrapolated from 20,000 logits).",
         "",
