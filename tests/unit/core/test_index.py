@@ -11,7 +11,6 @@ from probelog.core import (
     SparseLogitIndex,
     calibrated_distances,
     calibration_offsets,
-    kernels,
     logit_entries,
     truncated_distances,
     zscore,
@@ -24,10 +23,7 @@ N_PROBES, R, K = 200, 12, 4
     autouse=True,
     params=[
         "numpy",
-        pytest.param(
-            "numba",
-            marks=pytest.mark.skipif(not kernels.compiled_available(), reason="numba is not installed"),
-        ),
+        "numba",
     ],
 )
 def backend(request, monkeypatch):

@@ -14,10 +14,7 @@ from probelog.core import kernels, logit_entries, zscore
 
 BACKENDS = [
     "numpy",
-    pytest.param(
-        "numba",
-        marks=pytest.mark.skipif(not kernels.compiled_available(), reason="numba is not installed"),
-    ),
+    "numba",
 ]
 N_PROBES = 300
 
@@ -113,7 +110,6 @@ def test_nothing_allowed_gives_no_hits(backend):
     assert top.counts.tolist() == [0, 0] and top.rows.shape == (2, 5)
 
 
-@pytest.mark.skipif(not kernels.compiled_available(), reason="numba is not installed")
 @pytest.mark.parametrize("n_queries", [1, 5])
 def test_prefilter_never_drops_a_row_near_the_threshold(n_queries):
     # Offsets equal to each row's own distance put every score within rounding of 0, where
@@ -133,7 +129,6 @@ def test_prefilter_never_drops_a_row_near_the_threshold(n_queries):
         assert np.array_equal(top.scores, full.scores[:, :k])
 
 
-@pytest.mark.skipif(not kernels.compiled_available(), reason="numba is not installed")
 def test_float16_decoding_is_exact_for_every_finite_value():
     from probelog.core import _compiled
 
@@ -201,7 +196,6 @@ def test_backend_selection(monkeypatch):
     assert kernels.default_backend() == ("numba" if kernels.compiled_available() else "numpy")
 
 
-@pytest.mark.skipif(not kernels.compiled_available(), reason="numba is not installed")
 @pytest.mark.parametrize("r", [5, 8, 50])
 def test_scores_are_bit_identical_across_back_ends_and_batch_sizes(r):
     rng = np.random.default_rng(16)
@@ -220,7 +214,6 @@ def test_scores_are_bit_identical_across_back_ends_and_batch_sizes(r):
         assert np.array_equal(single.scores[0].view(np.uint32), batch.scores[q].view(np.uint32))
 
 
-@pytest.mark.skipif(not kernels.compiled_available(), reason="numba is not installed")
 def test_compiled_code_is_cached_in_tmp_when_the_tree_is_read_only(monkeypatch, tmp_path):
     from probelog.core import _compiled
 

@@ -6,8 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
 from probelog.common.probe_sets import load_probe_set
 from probelog.world.build import MARKER, PROBE_SETS, Scale, build_world, is_complete
 from probelog.world.concepts import ConceptSet

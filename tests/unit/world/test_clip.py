@@ -3,12 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
+import open_clip
+import torch
 
-torch = pytest.importorskip("torch")
-open_clip = pytest.importorskip("open_clip")
-
-from probelog.world.clip import (  # noqa: E402
+from probelog.world.clip import (
     CLIP_MODEL_NAME,
     ClipArchitecture,
     ClipTraining,
@@ -18,8 +16,8 @@ from probelog.world.clip import (  # noqa: E402
     load_clip,
     train_clip,
 )
-from probelog.world.concepts import ConceptSet  # noqa: E402
-from probelog.world.render import render_objects, render_scenes  # noqa: E402
+from probelog.world.concepts import ConceptSet
+from probelog.world.render import render_objects, render_scenes
 
 
 def test_contrastive_loss_is_clip_loss_with_shared_positives() -> None:

@@ -4,13 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from google.protobuf import text_format
 
-torch = pytest.importorskip("torch")
-
-from google.protobuf import text_format  # noqa: E402
-
-from probelog.world.export import export_to_repository, onnx_bytes, run_onnx, triton_config  # noqa: E402
-from probelog.world.models import ARCHITECTURES  # noqa: E402
+from probelog.world.export import export_to_repository, onnx_bytes, run_onnx, triton_config
+from probelog.world.models import ARCHITECTURES
 
 SIZE = 48
 
@@ -30,7 +28,8 @@ def test_onnx_matches_torch_with_dynamic_batch(arch: str) -> None:
 
 
 def test_triton_config_parses_as_model_config() -> None:
-    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from tritonclient.grpc import model_config_pb2
+
     config = text_format.Parse(triton_config("hub-0007", SIZE, 12), model_config_pb2.ModelConfig())
     assert config.name == "hub-0007"
     assert config.platform == "onnxruntime_onnx"

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from probelog.world.concepts import ConceptSet  # noqa: E402
-from probelog.world.hub import HubPlan, ObjectPool, plan_hub, train_hub_model  # noqa: E402
-from probelog.world.models import ARCHITECTURES, FAMILIES  # noqa: E402
+from probelog.world.concepts import ConceptSet
+from probelog.world.hub import HubPlan, ObjectPool, plan_hub, train_hub_model
+from probelog.world.models import ARCHITECTURES, FAMILIES
 
 
 @pytest.fixture(scope="module")
