@@ -109,3 +109,14 @@ def test_quality_bench_writes_every_table_and_plot(tiny_world, tmp_path):
     truth = json.loads((tiny_world / "ground_truth.json").read_text())["models"]
     n_logits = sum(len(m["concepts"]) for m in truth.values())
     assert sum(res["main"]["ProbeLog"]["ret5"]) / 2 > 5 / n_logits
+
+
+def test_quality_bench_refuses_too_few_probes(tiny_world, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "probelog.cli", "bench", "quality", "--hub", str(tiny_world), "--out", str(tmp_path),
+         "--probes", "20"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "must exceed r = 50" in result.stderr
+    assert not (tmp_path / "quality.md").exists()

@@ -19,6 +19,11 @@ def _quality(args: argparse.Namespace) -> int:
     if not (world / "world.json").is_file():
         print(f"error: {args.hub} is not a built world (no world.json)", file=sys.stderr)
         return 2
+    from probelog.bench.quality import R
+
+    if args.probes <= R or (args.pool_size and args.pool_size <= R) or args.seeds < 1:
+        print(f"error: --probes and --pool-size must exceed r = {R}, and --seeds must be at least 1", file=sys.stderr)
+        return 2
     command = "probelog " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     sizes = None
     if args.pool_size:
