@@ -75,9 +75,34 @@ def load_background(spec: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class _Background:
+class Background:
+    """Z-scored background descriptors of one probe set and the id recorded with offsets."""
+
     background_id: str
     z: npt.NDArray[np.float32]  # (n_background, n_probes), z-scored
+
+
+async def encode_background(
+    encoder: EncoderPort,
+    encoder_id: str,
+    probe_set_id: str,
+    names: Sequence[str],
+    timeout: float | None = None,
+) -> Background:
+    """Background descriptors of concept names through the CLIP encoder (paper Eq. 3, z-scored).
+
+    The id hashes the encoder, the probe set and the names, so the orchestrator and
+    ``probelog recalibrate`` give the same background the same id.
+    """
+    raw = await encoder.compute_descriptors(probe_set_id, list(names), timeout=timeout)
+    try:
+        z = await asyncio.to_thread(zscore, raw, what="background concept")
+    except ValueError as exc:
+        raise FailedPrecondition(f"background set: {exc}") from None
+    digest = hashlib.sha256(encoder_id.encode())
+    digest.update(probe_set_id.encode())
+    digest.update("\0".join(names).encode())
+    return Background("bg-" + digest.hexdigest()[:16], z)
 
 
 def _us(seconds: float) -> int:
@@ -126,7 +151,7 @@ class SearchEngine:
         self.r = r
         self.k = k
         self.default_probe_set = default_probe_set
-        self._backgrounds: dict[tuple[str, str], _Background] = {}
+        self._backgrounds: dict[tuple[str, str], Background] = {}
         self._background_lock = asyncio.Lock()
 
     async def register_probe_set_file(self, path: str | Path) -> types_pb2.ProbeSetInfo:
@@ -163,23 +188,15 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ background
 
-    async def background(self, probe_set_id: str, timeout: float | None = None) -> _Background:
+    async def background(self, probe_set_id: str, timeout: float | None = None) -> Background:
         """Z-scored background descriptors for a probe set, computed once per encoder."""
         encoder_id = await self.encoder.encoder_id(timeout=timeout)
         key = (probe_set_id, encoder_id)
         async with self._background_lock:
             if key not in self._backgrounds:
-                raw = await self.encoder.compute_descriptors(
-                    probe_set_id, self.background_names, timeout=timeout
+                self._backgrounds[key] = await encode_background(
+                    self.encoder, encoder_id, probe_set_id, self.background_names, timeout
                 )
-                try:
-                    z = await asyncio.to_thread(zscore, raw, what="background concept")
-                except ValueError as exc:
-                    raise FailedPrecondition(f"background set: {exc}") from None
-                digest = hashlib.sha256(encoder_id.encode())
-                digest.update(probe_set_id.encode())
-                digest.update("\0".join(self.background_names).encode())
-                self._backgrounds[key] = _Background("bg-" + digest.hexdigest()[:16], z)
                 logger.info(
                     "background set of %d concepts ready for %s", len(self.background_names), probe_set_id
                 )

@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probelog.common.errors import FailedPrecondition, InvalidArgument, ProbeLogError
+from probelog.common.errors import InvalidArgument, ProbeLogError
 from probelog.common.ports import DescriptorStore, EncoderPort
 from probelog.core import kernels
 from probelog.core.descriptors import zscore
 from probelog.core.distance import DEFAULT_CALIBRATION_K
+from probelog.orchestrator.search import Background, encode_background, load_background
 from probelog.v1 import types_pb2
 
 logger = logging.getLogger(__name__)
@@ -45,14 +46,6 @@ logger = logging.getLogger(__name__)
 #: Logits per batched offsets pass (and per round of reads and writes).
 BATCH_LOGITS = 65_536
 _CONCURRENCY = 16
-
-
-@dataclass(frozen=True)
-class Background:
-    """Z-scored background descriptors of one probe set and the id recorded with offsets."""
-
-    background_id: str
-    z: npt.NDArray[np.float32]  # (n_background, n_probes)
 
 
 @dataclass(frozen=True)
@@ -86,16 +79,7 @@ async def background_from_encoder(
 ) -> Background:
     """Background from concept names through the CLIP encoder, with the id the orchestrator
     gives the same background (so its later models and these offsets agree)."""
-    encoder_id = await encoder.encoder_id()
-    raw = await encoder.compute_descriptors(probe_set_id, names)
-    try:
-        z = await asyncio.to_thread(zscore, raw, what="background concept")
-    except ValueError as exc:
-        raise FailedPrecondition(f"background set: {exc}") from None
-    digest = hashlib.sha256(encoder_id.encode())
-    digest.update(probe_set_id.encode())
-    digest.update("\0".join(names).encode())
-    return Background("bg-" + digest.hexdigest()[:16], z)
+    return await encode_background(encoder, await encoder.encoder_id(), probe_set_id, names)
 
 
 async def recalibrate(
@@ -252,8 +236,6 @@ async def _main(args: argparse.Namespace) -> int:
                 raise InvalidArgument(f"cannot read background descriptors {args.background}: {exc}") from None
             background = background_from_array(ps_id, raw, probe_set.n_probes)
         else:
-            from probelog.orchestrator.search import load_background
-
             if not args.encoder_address:
                 raise InvalidArgument("a names background needs --encoder-address (or give a .npy)")
             from probelog.clip_encoder.client import ClipEncoderClient

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from probelog.common.errors import DeadlineExceeded, ProbeLogError, Unavailable
-from probelog.common.ports import RankResult
+from probelog.common.ports import RankerPort, RankResult
 from probelog.v1 import types_pb2
 
 logger = logging.getLogger(__name__)
@@ -32,24 +32,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class ShardClient(Protocol):
-    """What the sharded ranker needs of a shard (RankerClient has it)."""
+class ShardClient(RankerPort, Protocol):
+    """What the sharded ranker needs of a shard (RankerClient has it): a ranker and its address."""
 
     address: str
-
-    async def rank(
-        self,
-        probe_set_id: str,
-        queries: npt.NDArray[np.float32],
-        top_k: int,
-        *,
-        one_hit_per_model: bool = False,
-        include: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        timeout: float | None = None,
-    ) -> RankResult: ...
-
-    async def applied_sequence(self, *, timeout: float | None = None) -> int: ...
 
     async def close(self) -> None: ...
 
