@@ -16,12 +16,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
   "$PYTHON" -m venv "$VENV"
 fi
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml tools/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   log "installing the package and its dependencies into $VENV (torch is large: a few minutes)"
   # pip warns about each configured local index that this machine lacks; those lines are noise.
   "$VENV/bin/python" -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
-  "$VENV/bin/python" -m pip install --quiet -e ".[clip,world,redis,triton,fast,dev]" \
+  "$VENV/bin/python" -m pip install --quiet -e ".[clip,redis,triton,fast,dev]" -e ./tools \
     2> >(grep -v "is ignored: it is neither" >&2)
   echo "$want" > "$STAMP"
 fi

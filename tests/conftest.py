@@ -36,6 +36,6 @@ def embedded_process(mini_world, tmp_path_factory):
 def tiny_world():
     """The trained tiny world (`probelog world build --scale tiny --seed 0`), built into the data
     directory on first use (a few minutes) and reused after."""
-    from probelog.world.build import cached_world
+    from probelog_world.build import cached_world
 
     return cached_world("tiny", 0, progress=False)

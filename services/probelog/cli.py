@@ -21,6 +21,7 @@ import os
 import sys
 import typing
 from collections.abc import Callable, Coroutine, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -320,13 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
     repo.set_defaults(func=_triton_repo)
 
     # Command groups of their own; each imports its heavy dependencies only when it runs.
-    from probelog import bench
     from probelog.ranker import recalibrate
-    from probelog.world import cli as world_cli
 
     recalibrate.register(sub)
-    world_cli.register(sub)
-    bench.register(sub)
+    # Groups from installed tools (`world` and `bench` from probelog-tools) come through the
+    # entry-point group "probelog.commands": the served package never imports them.
+    for entry_point in sorted(entry_points(group="probelog.commands"), key=lambda e: e.name):
+        entry_point.load()(sub)
     return parser
 
 

@@ -261,9 +261,9 @@ def run_demo(address: str, *, world: Path | None = None, queries: Sequence[str] 
     truth = [] if world is None or not (world / "ground_truth.json").is_file() else ["--truth", str(world / "ground_truth.json")]
     example = workdir / "example.png"
     queries = list(queries)
-    if not queries and world is not None and importlib.util.find_spec("probelog.world.demo_queries") is not None:
+    if not queries and world is not None and importlib.util.find_spec("probelog_world.demo_queries") is not None:
         found = subprocess.run(
-            [sys.executable, "-m", "probelog.world.demo_queries", str(world), "--count", "3", "--image", str(example)],
+            [sys.executable, "-m", "probelog_world.demo_queries", str(world), "--count", "3", "--image", str(example)],
             env=service_env(), text=True, capture_output=True, check=False,
         )
         queries = [q for q in found.stdout.splitlines() if q.strip()]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from probelog.common.probe_sets import load_probe_set
-from probelog.world.build import MARKER, PROBE_SETS, Scale, build_world, is_complete
-from probelog.world.concepts import ConceptSet
+from probelog_world.build import MARKER, PROBE_SETS, Scale, build_world, is_complete
+from probelog_world.concepts import ConceptSet
 
 MICRO = Scale(
     name="micro",

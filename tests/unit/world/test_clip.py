@@ -6,7 +6,7 @@ import numpy as np
 import open_clip
 import torch
 
-from probelog.world.clip import (
+from probelog_world.clip import (
     CLIP_MODEL_NAME,
     ClipArchitecture,
     ClipTraining,
@@ -16,8 +16,8 @@ from probelog.world.clip import (
     load_clip,
     train_clip,
 )
-from probelog.world.concepts import ConceptSet
-from probelog.world.render import render_objects, render_scenes
+from probelog_world.concepts import ConceptSet
+from probelog_world.render import render_objects, render_scenes
 
 
 def test_contrastive_loss_is_clip_loss_with_shared_positives() -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from probelog.world.captions import Captioner
-from probelog.world.concepts import (
+from probelog_world.captions import Captioner
+from probelog_world.concepts import (
     COARSE_KINDS,
     COLOURS,
     PATTERNS,

@@ -7,8 +7,8 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from probelog.world.export import export_to_repository, onnx_bytes, run_onnx, triton_config
-from probelog.world.models import ARCHITECTURES
+from probelog_world.export import export_to_repository, onnx_bytes, run_onnx, triton_config
+from probelog_world.models import ARCHITECTURES
 
 SIZE = 48
 
@@ -54,7 +54,7 @@ def test_repository_layout_has_no_labels(tmp_path: Path) -> None:
 
 
 def test_export_refuses_a_model_that_disagrees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from probelog.world import export
+    from probelog_world import export
 
     model = ARCHITECTURES["mlp-s"].build(SIZE, 3).eval()
     monkeypatch.setattr(export, "run_onnx", lambda data, images: np.zeros((len(images), 3), np.float32) + 9)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from probelog.world.concepts import ConceptSet
-from probelog.world.hub import HubPlan, ObjectPool, plan_hub, train_hub_model
-from probelog.world.models import ARCHITECTURES, FAMILIES
+from probelog_world.concepts import ConceptSet
+from probelog_world.hub import HubPlan, ObjectPool, plan_hub, train_hub_model
+from probelog_world.models import ARCHITECTURES, FAMILIES
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,14 @@ def test_pool_sampling_stays_within_members(concepts: ConceptSet) -> None:
 
 
 def test_train_hub_model_records_ground_truth(concepts: ConceptSet) -> None:
-    from probelog.world.hub import ModelSpec
+    from probelog_world.hub import ModelSpec
 
     torch.manual_seed(0)
     names = ("plain red circle", "plain blue square", "plain green star")
     spec = ModelSpec("hub-0000", "mlp-s", "scratch", "fine", names, 3, 16, 3e-3, 1)
     ids = np.concatenate([concepts.members(n) for n in names])
     images = np.zeros((len(concepts.fine) * 16, 48, 48, 3), np.uint8)
-    from probelog.world.render import render_objects
+    from probelog_world.render import render_objects
 
     rng = np.random.default_rng(0)
     for i in ids:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from probelog.common.probe_sets import probe_set_id
-from probelog.world import render
-from probelog.world.concepts import COLOURS, ConceptSet
+from probelog_world import render
+from probelog_world.concepts import COLOURS, ConceptSet
 
 SIZE = render.IMAGE_SIZE
 

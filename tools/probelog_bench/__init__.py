@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from probelog.bench.quality import run_quality
+    from probelog_bench.quality import run_quality
     from probelog.common.runtime import configure_logging
 
     configure_logging("INFO")
@@ -19,7 +19,7 @@ def _quality(args: argparse.Namespace) -> int:
     if not (world / "world.json").is_file():
         print(f"error: {args.hub} is not a built world (no world.json)", file=sys.stderr)
         return 2
-    from probelog.bench.quality import R
+    from probelog_bench.quality import R
 
     if args.probes <= R or (args.pool_size and args.pool_size <= R) or args.seeds < 1:
         print(f"error: --probes and --pool-size must exceed r = {R}, and --seeds must be at least 1", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``probelog world ...``: build and inspect miniature worlds.
 
 ``register(subparsers)`` adds the command group to the main ``probelog`` parser; ``python -m
-probelog.world`` runs the same commands on their own. Torch is imported only when a command
+probelog_world`` runs the same commands on their own. Torch is imported only when a command
 runs, so registering costs nothing.
 """
 
@@ -65,7 +65,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from probelog.world.build import build_world, default_world_dir
+    from probelog_world.build import build_world, default_world_dir
 
     out = args.out or default_world_dir(args.scale, args.seed)
     build_world(out, scale=args.scale, seed=args.seed, progress=not args.no_progress, threads=args.threads)
@@ -74,7 +74,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from probelog.world.build import default_world_dir
+    from probelog_world.build import default_world_dir
 
     out = args.dir or default_world_dir(args.scale, args.seed)
     if not (out / "world.json").is_file():
@@ -100,8 +100,8 @@ def _print_summary(out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m probelog.world``."""
-    parser = argparse.ArgumentParser(prog="python -m probelog.world", description=DESCRIPTION)
+    """Entry point of ``python -m probelog_world``."""
+    parser = argparse.ArgumentParser(prog="python -m probelog_world", description=DESCRIPTION)
     add_commands(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from probelog.world.concepts import COARSE_KINDS, FINE, ConceptSet, rng_for
-from probelog.world.models import ARCHITECTURES, Classifier
-from probelog.world.render import render_objects
+from probelog_world.concepts import COARSE_KINDS, FINE, ConceptSet, rng_for
+from probelog_world.models import ARCHITECTURES, Classifier
+from probelog_world.render import render_objects
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ModelSpec:
     name : str
         Its name in the model repository (``hub-0000``); says nothing about its classes.
     architecture : str
-        A key of :data:`~probelog.world.models.ARCHITECTURES`.
+        A key of :data:`~probelog_world.models.ARCHITECTURES`.
     init : str
         ``"foundation:<architecture>"`` or ``"scratch"``.
     kind : str

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from probelog.world.captions import Captioner, prompts
-from probelog.world.concepts import COARSE_KINDS, ConceptSet, rng_for
-from probelog.world.render import render_objects, render_scenes
+from probelog_world.captions import Captioner, prompts
+from probelog_world.concepts import COARSE_KINDS, ConceptSet, rng_for
+from probelog_world.render import render_objects, render_scenes
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def zero_shot_report(
 
 
 def _attribute_names(row: npt.NDArray[np.int64]) -> tuple[str, str, str]:
-    from probelog.world.concepts import COLOURS, PATTERNS, SHAPES
+    from probelog_world.concepts import COLOURS, PATTERNS, SHAPES
 
     return list(COLOURS)[int(row[0])], PATTERNS[int(row[1])], SHAPES[int(row[2])]
 
@@ -353,7 +353,7 @@ class ClipTrainer:
 
     Every step draws a new batch from the generator (never the held-out images): single objects
     of uniformly random fine concepts and scenes, each with a caption from
-    :class:`~probelog.world.captions.Captioner`. The trainer's whole state (weights, optimiser,
+    :class:`~probelog_world.captions.Captioner`. The trainer's whole state (weights, optimiser,
     random streams, loss curve) can be saved and restored, so a long run survives interruption.
 
     Parameters

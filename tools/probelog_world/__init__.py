@@ -6,9 +6,9 @@ image generator with hundreds of fine-grained concepts, a small CLIP trained on 
 own model classes, probe sets, and a hub of classifiers trained on random concept subsets, with
 ground truth kept apart for evaluation. Build one with::
 
-    python -m probelog.world build --scale tiny --seed 0 --out DIR     # or: probelog world build
+    python -m probelog_world build --scale tiny --seed 0 --out DIR     # or: probelog world build
 
-or from Python with :func:`probelog.world.build.build_world`; :func:`~probelog.world.build.cached_world`
+or from Python with :func:`probelog_world.build.build_world`; :func:`~probelog_world.build.cached_world`
 returns the default tiny world, building it on first use.
 
 Layout of a built world ``DIR``
@@ -26,7 +26,7 @@ Layout of a built world ``DIR``
 ``clip/<clip_model_name>.json``, ``clip/checkpoint.pt``
     The open_clip model config (the file stem is the model name) and an open_clip checkpoint:
     ``open_clip.add_model_config(json)``, then ``open_clip.create_model_and_transforms(name,
-    pretrained=checkpoint)`` and ``open_clip.get_tokenizer(name)``; :func:`~probelog.world.build.load_clip`
+    pretrained=checkpoint)`` and ``open_clip.get_tokenizer(name)``; :func:`~probelog_world.build.load_clip`
     does exactly this.
 ``clip/report.json``
     Zero-shot top-1 on held-out single objects over the fine concepts (``fine_top1``) and over
@@ -56,9 +56,9 @@ Layout of a built world ``DIR``
 ``BUILD_COMPLETE``
     Written last; a build finding it (same version, scale and seed) returns at once.
 
-Modules: :mod:`~probelog.world.concepts` (the concept hierarchy), :mod:`~probelog.world.render`
-(the image generator), :mod:`~probelog.world.captions`, :mod:`~probelog.world.clip`,
-:mod:`~probelog.world.models` (hub architectures), :mod:`~probelog.world.hub` (planning and
-training), :mod:`~probelog.world.export` (ONNX and Triton), :mod:`~probelog.world.build`,
-:mod:`~probelog.world.cli`. Only ``concepts``, ``render`` and ``captions`` import without torch.
+Modules: :mod:`~probelog_world.concepts` (the concept hierarchy), :mod:`~probelog_world.render`
+(the image generator), :mod:`~probelog_world.captions`, :mod:`~probelog_world.clip`,
+:mod:`~probelog_world.models` (hub architectures), :mod:`~probelog_world.hub` (planning and
+training), :mod:`~probelog_world.export` (ONNX and Triton), :mod:`~probelog_world.build`,
+:mod:`~probelog_world.cli`. Only ``concepts``, ``render`` and ``captions`` import without torch.
 """

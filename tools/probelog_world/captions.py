@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from probelog.world.concepts import (
+from probelog_world.concepts import (
     OBJECT_TEMPLATES,
     SCENE_TEMPLATES,
     Concept,

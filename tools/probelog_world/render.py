@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from probelog.world.concepts import COLOURS, PATTERNS, SHAPES
+from probelog_world.concepts import COLOURS, PATTERNS, SHAPES
 
 #: Side of every image in the world, in pixels.
 IMAGE_SIZE = 48

@@ -132,8 +132,8 @@ class Cache:
 
 def render_pools(world: Path, cache: Cache, sizes: dict[str, int]) -> dict[str, np.ndarray]:
     """The bench's probe pools, rendered by the world's generator with the bench's own seed."""
-    from probelog.world.concepts import ConceptSet, rng_for
-    from probelog.world.render import (
+    from probelog_world.concepts import ConceptSet, rng_for
+    from probelog_world.render import (
         IMAGE_SIZE,
         render_dead_leaves,
         render_objects,
@@ -408,7 +408,7 @@ def experiment_background_size(run: Run, k: int, draws: int = 5) -> None:
 def objects_pool_labels(n: int) -> npt.NDArray[np.int64]:
     """The fine concept of each image of the bench's single-object pool: the first draw of the
     pool's generator in :func:`render_pools`, repeated."""
-    from probelog.world.concepts import ConceptSet, rng_for
+    from probelog_world.concepts import ConceptSet, rng_for
 
     return rng_for(POOL_SEED, "bench-pool", "objects").integers(0, len(ConceptSet().fine), n)
 
@@ -421,7 +421,7 @@ def experiment_selectivity(run: Run) -> None:
     attributes (colour, pattern, shape); the same for the top-R probes of each fine query's CLIP
     similarity; and the ceiling (the pool's images of a concept, at most R, over R).
     """
-    from probelog.world.concepts import ConceptSet
+    from probelog_world.concepts import ConceptSet
 
     concepts = ConceptSet()
     attrs = concepts.fine_attributes  # (n_fine, 3)
@@ -484,7 +484,7 @@ def experiment_image_queries(run: Run, k: int, clip: Clip, eval_images: np.ndarr
 def experiment_pr_auc(run: Run, k: int, clip: Clip, eval_images: np.ndarray, eval_labels: np.ndarray,
                       eval_logits: F32) -> None:
     """Table 3 and Fig. 7: how good the retrieved logits are as one-vs-all detectors."""
-    from probelog.world.concepts import ConceptSet
+    from probelog_world.concepts import ConceptSet
 
     hub = run.hub
     concepts = ConceptSet()

@@ -12,7 +12,7 @@ marker, after which ``build_world`` returns at once.
 5. the hub (``hub/``), each model written as soon as it is trained; ``ground_truth.json``
 6. ``world.json``, then the marker
 
-Run it as ``python -m probelog.world build --scale tiny --seed 0 --out DIR``.
+Run it as ``python -m probelog_world build --scale tiny --seed 0 --out DIR``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from probelog.common.probe_sets import load_probe_set, save_probe_set
-from probelog.world.concepts import ConceptSet, background_names, rng_for
-from probelog.world.render import (
+from probelog_world.concepts import ConceptSet, background_names, rng_for
+from probelog_world.render import (
     IMAGE_SIZE,
     render_dead_leaves,
     render_objects,
@@ -192,8 +192,8 @@ def cached_world(scale: str = "tiny", seed: int = 0, progress: bool = False) -> 
 
 def load_clip(world_dir: Path) -> tuple[Any, Any, Any]:
     """``(model, preprocess, tokenizer)`` of a world's CLIP via open_clip; see
-    :func:`probelog.world.clip.load_clip`."""
-    from probelog.world.clip import load_clip as _load_clip
+    :func:`probelog_world.clip.load_clip`."""
+    from probelog_world.clip import load_clip as _load_clip
 
     return _load_clip(Path(world_dir))
 
@@ -371,7 +371,7 @@ class _Builder:
     def train_clip(
         self, eval_images: npt.NDArray[np.uint8], eval_labels: npt.NDArray[np.int64]
     ) -> dict[str, Any]:
-        from probelog.world.clip import (
+        from probelog_world.clip import (
             CHECKPOINT_NAME,
             REPORT_NAME,
             ClipArchitecture,
@@ -409,7 +409,7 @@ class _Builder:
         return self.out / "work" / "foundations" / f"{arch}.pt"
 
     def train_foundations(self) -> None:
-        from probelog.world.hub import ObjectPool, train_foundation
+        from probelog_world.hub import ObjectPool, train_foundation
 
         todo = [a for a in self.scale.foundation_architectures if not self._foundation_path(a).is_file()]
         if not todo:
@@ -438,8 +438,8 @@ class _Builder:
         import torch
         from tqdm import tqdm
 
-        from probelog.world.export import export_to_repository
-        from probelog.world.hub import HubPlan, ModelSpec, ObjectPool, plan_hub, train_hub_model
+        from probelog_world.export import export_to_repository
+        from probelog_world.hub import HubPlan, ModelSpec, ObjectPool, plan_hub, train_hub_model
 
         plan = HubPlan(
             n_models=self.scale.n_models,
@@ -516,7 +516,7 @@ class _Builder:
         hub_summary: dict[str, Any],
         total_seconds: float,
     ) -> None:
-        from probelog.world.clip import CLIP_MODEL_NAME
+        from probelog_world.clip import CLIP_MODEL_NAME
 
         info = {
             "scale": self.scale.name,
@@ -604,8 +604,8 @@ def write_npz(path: Path, **arrays: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m probelog.world.build``: the same as ``probelog world``."""
-    from probelog.world.cli import main as cli_main
+    """``python -m probelog_world.build``: the same as ``probelog world``."""
+    from probelog_world.cli import main as cli_main
 
     return cli_main(argv)
 

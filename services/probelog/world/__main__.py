@@ -1,7 +1,0 @@
-"""``python -m probelog.world build --scale tiny --seed 0 --out DIR``."""
-
-from __future__ import annotations
-
-from probelog.world.cli import main
-
-raise SystemExit(main())
