@@ -39,18 +39,19 @@ sys.path[:0] = [str(REPO / "services"), str(REPO)]
 from probelog.client import ProbeLogClient  # noqa: E402
 from probelog.common.errors import ProbeLogError  # noqa: E402
 from probelog.common.probe_sets import load_probe_set  # noqa: E402
+from probelog.common.world_layout import WorldLayout  # noqa: E402
 from probelog.core.distance import DEFAULT_R, logit_entries  # noqa: E402
-from probelog.descriptor_store import redis_server  # noqa: E402
 from probelog.descriptor_store.config import StoreSettings  # noqa: E402
 from probelog.descriptor_store.file_store import FileDescriptorStore  # noqa: E402
 from probelog.descriptor_store.records import encode_record  # noqa: E402
 from probelog.descriptor_store.redis_store import RedisDescriptorStore  # noqa: E402
-from probelog.devstack import DevStack, ServiceProcess, StackSpec  # noqa: E402
-from probelog.probe_runner import triton_repo, triton_server  # noqa: E402
+from probelog.probe_runner import triton_repo  # noqa: E402
 from probelog.probe_runner.onnx_backend import OnnxProbeBackend  # noqa: E402
 from probelog.probe_runner.runner import ProbeRunner  # noqa: E402
 from probelog.probe_runner.triton import TritonProbeBackend  # noqa: E402
 from probelog.v1 import types_pb2  # noqa: E402
+from probelog_devstack import free_port, redis_server, triton_server  # noqa: E402
+from probelog_devstack.stack import DevStack, ServiceProcess, StackSpec  # noqa: E402
 
 
 @dataclass
@@ -75,8 +76,7 @@ def load_world(args: argparse.Namespace) -> World:
         return World(Path(args.hub or world.hub), world.probe_set_file, flags["clip"], flags["orchestrator"],
                      f"mini world ({root})")
     spec = StackSpec.from_world(args.world, Path(tempfile.mkdtemp()))
-    probe_set_file = Path(spec.orchestrator_flags[spec.orchestrator_flags.index("--probe-set-file") + 1])
-    return World(Path(args.hub or spec.hub), probe_set_file, spec.encoder_flags, spec.orchestrator_flags,
+    return World(Path(args.hub or spec.hub), WorldLayout.at(args.world).probe_set().resolve(), spec.encoder_flags, spec.orchestrator_flags,
                  f"world {args.world}")
 
 
@@ -244,7 +244,7 @@ async def index_to_searchable(world: World, models: list[str], work: Path) -> li
     embedded = ServiceProcess("embedded", [
         "--embedded", "--store-url", f"file://{work / 'embedded-store'}", "--runner-url", f"onnx://{world.hub}",
         *world.encoder_flags, *world.orchestrator_flags,
-    ], triton_server.free_port(), work)
+    ], free_port(), work)
     embedded.launch()
     try:
         embedded.wait_ready()

@@ -18,4 +18,4 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then WORLD=$1; shift; fi
 if [ ! -f "$WORLD/world.json" ]; then
   .venv/bin/probelog world build --scale tiny --seed 0 --out "$WORLD"
 fi
-exec .venv/bin/python -m probelog.devstack --world "$WORLD" --workdir .data/dev-stack "$@"
+exec .venv/bin/python -m probelog_devstack --world "$WORLD" --workdir .data/dev-stack "$@"

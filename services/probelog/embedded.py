@@ -8,7 +8,6 @@ cannot tell the difference.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from probelog.common.ports import DescriptorStore
 from probelog.common.runtime import run
 from probelog.common.server import Servicer
 from probelog.common.settings import Settings
+from probelog.common.world_layout import NotAWorldError, WorldLayout
 from probelog.core.distance import DEFAULT_R
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.main import open_store
@@ -66,19 +66,19 @@ class EmbeddedSettings(Settings):
 
 def world_defaults(world_dir: str | Path) -> dict[str, Any]:
     """Settings that point embedded mode at a built world: its hub, CLIP, probes, background."""
-    root = Path(world_dir).resolve()
-    meta_file = root / "world.json"
-    if not meta_file.is_file():
-        raise FailedPrecondition(f"{root} is not a built world (no world.json); run `probelog world build`")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    layout = WorldLayout.at(Path(world_dir).resolve())
+    try:
+        meta = layout.info()
+    except NotAWorldError as exc:
+        raise FailedPrecondition(str(exc)) from None
     clip_name = meta.get("clip_model_name", "")
     values: dict[str, Any] = {
-        "runner_url": f"onnx://{root / 'hub'}",
+        "runner_url": f"onnx://{layout.hub}",
         "clip_model": clip_name,
-        "clip_pretrained": str(root / "clip" / "checkpoint.pt"),
-        "clip_config": str(root / "clip" / f"{clip_name}.json"),
-        "probe_set_file": str(root / "probe_sets" / "scenes.npz"),
-        "background": str(root / "background.txt"),
+        "clip_pretrained": str(layout.clip_checkpoint),
+        "clip_config": str(layout.clip_config(clip_name)),
+        "probe_set_file": str(layout.probe_set()),
+        "background": str(layout.background),
     }
     templates = meta.get("prompt_templates")
     if templates:

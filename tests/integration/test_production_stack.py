@@ -1,6 +1,6 @@
 """The production backends end to end: Redis, tritonserver and the five services as processes.
 
-The stack is :class:`probelog.devstack.DevStack` (what ``deploy/dev-stack.sh`` runs) on the mini
+The stack is :class:`probelog_devstack.stack.DevStack` (what ``deploy/dev-stack.sh`` runs) on the mini
 world: IndexModel -> probe runner -> Triton -> logits -> store -> Redis -> change feed ->
 ranker -> Search. The embedded process (on-disk store, in-process ONNX) serves the same hub
 for comparison.
@@ -19,9 +19,9 @@ from probelog.client import ProbeLogClient
 from probelog.common.errors import FailedPrecondition, NotFound, ProbeLogError, Unavailable
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.redis_store import RedisDescriptorStore
-from probelog.devstack import DevStack, ServiceProcess, StackSpec
 from probelog.probe_runner import triton_repo
-from probelog.probe_runner.triton_server import free_port
+from probelog_devstack import free_port
+from probelog_devstack.stack import DevStack, ServiceProcess, StackSpec
 from tests.support import mini, procs
 
 logger = logging.getLogger(__name__)

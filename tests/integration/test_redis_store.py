@@ -20,11 +20,11 @@ import pytest_asyncio
 from probelog.common.errors import InvalidArgument, NotFound, Unavailable
 from probelog.common.ports import ChangeKind
 from probelog.core.distance import logit_entries
-from probelog.descriptor_store import redis_server
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.file_store import FileDescriptorStore
 from probelog.descriptor_store.redis_store import CHUNK_BYTES, RedisDescriptorStore
 from probelog.v1 import types_pb2
+from probelog_devstack import free_port, redis_server
 from tests.support.backends import redis_for_tests
 
 N_PROBES = 120
@@ -253,7 +253,7 @@ async def test_change_feed_follows_and_resets_when_trimmed(redis_url):
 
 
 async def test_unreachable_redis_is_unavailable_naming_the_endpoint_without_the_password():
-    port = redis_server.free_port()
+    port = free_port()
     store = RedisDescriptorStore.from_settings(
         StoreSettings(store_url=f"redis://:hunter2@127.0.0.1:{port}/3", redis_password="s3cret", redis_retry_s=0.3)
     )
@@ -323,7 +323,7 @@ async def test_tls_is_verified_with_the_configured_ca(tmp_path):
          "-out", str(cert), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
         check=True, capture_output=True,
     )
-    tls_port = redis_server.free_port()
+    tls_port = free_port()
     server = redis_server.start(tmp_path / "redis", extra_args=(
         "--tls-port", str(tls_port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",

@@ -15,10 +15,11 @@ import pytest_asyncio
 from probelog.common.errors import FailedPrecondition, NotFound, Unavailable
 from probelog.common.probe_sets import load_probe_set
 from probelog.descriptor_store.file_store import FileDescriptorStore
-from probelog.probe_runner import triton_repo, triton_server
+from probelog.probe_runner import triton_repo
 from probelog.probe_runner.onnx_backend import OnnxProbeBackend
 from probelog.probe_runner.runner import ProbeRunner
 from probelog.probe_runner.triton import TritonProbeBackend
+from probelog_devstack import free_port, triton_server
 from tests.support import mini, procs
 
 SMALL_BATCH = 7
@@ -121,7 +122,7 @@ async def test_model_whose_outputs_do_not_fit_is_failed_precondition(runners):
 
 
 async def test_unreachable_triton_fails_fast_naming_the_endpoint():
-    port = triton_server.free_port()
+    port = free_port()
     backend = TritonProbeBackend(f"127.0.0.1:{port}", timeout_s=5, retry_attempts=2)
     with pytest.raises(Unavailable, match=f"triton at 127.0.0.1:{port}"):
         await backend.open()

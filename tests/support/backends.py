@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probelog.descriptor_store import redis_server
+from probelog_devstack import redis_server
 
 logger = logging.getLogger(__name__)
 

@@ -20,14 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probelog.common.errors import FailedPrecondition, Unavailable
+from probelog_devstack import free_port
 
 logger = logging.getLogger(__name__)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _ping(port: int, password: str = "") -> bool:

@@ -1,7 +1,7 @@
 """Starting a real ``tritonserver`` on this machine: tests, the dev stack and the benchmarks.
 
 The ``nvidia-pytriton`` wheel carries a ``tritonserver`` 2.51 binary and its Python backend (no
-other backend). Running the bare binary needs what ../shared/ENVIRONMENT.md found:
+other backend). Running the bare binary needs this set-up:
 
 - a backend directory holding ``python/libtriton_python.so``, ``triton_python_backend_utils.py``
   and the ``triton_python_backend_stub`` built for this interpreter's Python version;
@@ -11,7 +11,7 @@ other backend). Running the bare binary needs what ../shared/ENVIRONMENT.md foun
   environment (onnxruntime, numpy).
 
 The server listens on loopback only, in explicit model-control mode, without metrics. Run
-``python -m probelog.probe_runner.triton_server --model-repository REPO --grpc-port 8001`` to
+``python -m probelog_devstack.triton_server --model-repository REPO --grpc-port 8001`` to
 serve a repository in the foreground with the same set-up.
 """
 
@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -33,15 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probelog.common.errors import FailedPrecondition, Unavailable
+from probelog_devstack import free_port
 
 logger = logging.getLogger(__name__)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wheel_root() -> Path:
@@ -237,7 +230,7 @@ def start(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve a repository in the foreground (exec: signals go straight to tritonserver)."""
-    parser = argparse.ArgumentParser(prog="python -m probelog.probe_runner.triton_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m probelog_devstack.triton_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-repository", required=True)
     parser.add_argument("--workdir", default=".data/triton", help="where the backend directory is prepared")
     parser.add_argument("--grpc-port", type=int, default=8001)

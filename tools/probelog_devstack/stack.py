@@ -8,7 +8,7 @@ ranker and orchestrator, wired by flags. Then the same demo as the embedded mode
 stopped on exit, Ctrl-C or SIGTERM.
 
     deploy/dev-stack.sh [WORLD_DIR]                         # builds the tiny world when missing
-    python -m probelog.devstack --world .data/world-tiny-seed0 --keep-running
+    python -m probelog_devstack --world .data/world-tiny-seed0 --keep-running
 
 The same :class:`DevStack` starts the stack for the integration tests and the benchmarks.
 """
@@ -16,7 +16,6 @@ The same :class:`DevStack` starts the stack for the integration tests and the be
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import signal
@@ -31,21 +30,24 @@ from types import FrameType
 from typing import Any
 
 from probelog.common.errors import FailedPrecondition, Unavailable
-from probelog.descriptor_store import redis_server
-from probelog.descriptor_store.redis_server import RedisServer, free_port
-from probelog.probe_runner import triton_repo, triton_server
-from probelog.probe_runner.triton_server import TritonServer
+from probelog.common.world_layout import WorldLayout
+from probelog.probe_runner import triton_repo
+from probelog_devstack import free_port, redis_server, triton_server
+from probelog_devstack.redis_server import RedisServer
+from probelog_devstack.triton_server import TritonServer
 
 logger = logging.getLogger(__name__)
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+#: The served package's source, first on the services' PYTHONPATH.
+SERVICES_ROOT = REPO / "services"
 #: Start order; the store first (every other service reads probe sets from it).
 SERVICES = ("descriptor-store", "probe-runner", "clip-encoder", "ranker", "orchestrator")
 
 
 def service_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SERVICES_ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
@@ -258,12 +260,14 @@ def run_demo(address: str, *, world: Path | None = None, queries: Sequence[str] 
     status = probelog_cli(["index", "--all", "--address", address]).returncode
     models = probelog_cli(["models", "--address", address], capture=True)
     sys.stdout.write("\n".join(models.stdout.splitlines()[:5]) + "\n")
-    truth = [] if world is None or not (world / "ground_truth.json").is_file() else ["--truth", str(world / "ground_truth.json")]
+    layout = None if world is None else WorldLayout.at(world)
+    truth = ["--truth", str(layout.ground_truth)] if layout is not None and layout.ground_truth.is_file() else []
     example = workdir / "example.png"
     queries = list(queries)
-    if not queries and world is not None and importlib.util.find_spec("probelog_world.demo_queries") is not None:
+    picker = REPO / "scripts" / "demo_queries.py"
+    if not queries and layout is not None and picker.is_file():
         found = subprocess.run(
-            [sys.executable, "-m", "probelog_world.demo_queries", str(world), "--count", "3", "--image", str(example)],
+            [sys.executable, str(picker), str(layout.root), "--count", "3", "--image", str(example)],
             env=service_env(), text=True, capture_output=True, check=False,
         )
         queries = [q for q in found.stdout.splitlines() if q.strip()]
@@ -291,7 +295,7 @@ def _stop_on_sigterm() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m probelog.devstack", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m probelog_devstack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--world", default=".data/world-tiny-seed0", help="a world built by `probelog world build`")
     parser.add_argument("--workdir", default=".data/dev-stack", help="logs, Redis files, the Triton repository")
     parser.add_argument("--base-port", type=int, default=50051, help="orchestrator port; 0 for free ports")
