@@ -38,6 +38,7 @@ sys.path[:0] = [str(REPO / "services"), str(REPO)]
 
 from probelog.client import ProbeLogClient  # noqa: E402
 from probelog.common.errors import ProbeLogError  # noqa: E402
+from probelog.common.ports import iter_models  # noqa: E402
 from probelog.common.probe_sets import load_probe_set  # noqa: E402
 from probelog.common.world_layout import WorldLayout  # noqa: E402
 from probelog.core.distance import DEFAULT_R, logit_entries  # noqa: E402
@@ -172,12 +173,9 @@ async def store_throughput(world: World, work: Path, n_models: int, n_logits: in
                 await store.get_model(ps.probe_set_id, model_id, include_descriptors=True)
             read = time.perf_counter() - started
             started = time.perf_counter()
-            token, listed = "", 0
-            while True:
-                page, token = await store.list_models(ps.probe_set_id, page_size=500, page_token=token)
+            listed = 0
+            async for page in iter_models(store, ps.probe_set_id):
                 listed += len(page)
-                if not token:
-                    break
             listing = time.perf_counter() - started
             await store.close()
             mb = nbytes / 1e6

@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     repo.set_defaults(func=_triton_repo)
 
     # Command groups of their own; each imports its heavy dependencies only when it runs.
-    from probelog.ranker import recalibrate
+    from probelog.orchestrator import recalibrate
 
     recalibrate.register(sub)
     # Groups from installed tools (`world` and `bench` from probelog-tools) come through the

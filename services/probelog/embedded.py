@@ -17,6 +17,7 @@ from probelog.clip_encoder.config import EncoderSettings
 from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES, ClipEncoder
 from probelog.clip_encoder.main import build_encoder
 from probelog.clip_encoder.servicer import ClipEncoderServicer
+from probelog.common.background import load_names
 from probelog.common.errors import FailedPrecondition
 from probelog.common.ports import DescriptorStore
 from probelog.common.runtime import run
@@ -27,7 +28,7 @@ from probelog.core.distance import DEFAULT_R
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.main import open_store
 from probelog.descriptor_store.servicer import DescriptorStoreServicer
-from probelog.orchestrator.search import SearchEngine, load_background
+from probelog.orchestrator.search import SearchEngine
 from probelog.orchestrator.servicer import SearchServicer
 from probelog.probe_runner.config import RunnerSettings
 from probelog.probe_runner.main import open_backend
@@ -145,7 +146,7 @@ async def build(settings: EmbeddedSettings) -> Embedded:
         encoder=encoder,
         store=store,
         ranker=ranker,
-        background=load_background(settings.background),
+        background=load_names(settings.background),
         r=settings.r,
         k=settings.calibration_k or None,
         default_probe_set=settings.default_probe_set,

@@ -11,7 +11,7 @@ derived from the caller's deadline.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -144,6 +144,20 @@ class DescriptorStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def iter_models(
+    store: DescriptorStore, probe_set_id: str, *, page_size: int = 500, timeout: float | None = None
+) -> AsyncIterator[list[types_pb2.ModelInfo]]:
+    """Every model of a probe set, a page at a time (one ``list_models`` call a page)."""
+    token = ""
+    while True:
+        infos, token = await store.list_models(
+            probe_set_id, page_size=page_size, page_token=token, timeout=timeout
+        )
+        yield infos
+        if not token:
+            return
 
 
 class ProbeRunnerPort(Protocol):

@@ -27,6 +27,7 @@ from probelog.common.errors import (
     ProbeLogError,
     Unavailable,
 )
+from probelog.common.ports import iter_models
 from probelog.orchestrator.search import SearchEngine
 
 logger = logging.getLogger(__name__)
@@ -76,13 +77,7 @@ class AutoIndexer:
             await asyncio.sleep(self.interval_s)
 
     async def _indexed(self, probe_set_id: str) -> set[str]:
-        indexed: set[str] = set()
-        token = ""
-        while True:
-            infos, token = await self.engine.store.list_models(probe_set_id, page_size=1000, page_token=token)
-            indexed.update(i.model_id for i in infos)
-            if not token:
-                return indexed
+        return {i.model_id async for page in iter_models(self.engine.store, probe_set_id) for i in page}
 
     async def run_once(self) -> list[str]:
         """One round: index what is new. Returns the model names indexed."""

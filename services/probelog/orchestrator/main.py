@@ -5,12 +5,13 @@ from __future__ import annotations
 import grpc
 
 from probelog.clip_encoder.client import ClipEncoderClient
+from probelog.common.background import load_names
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
 from probelog.descriptor_store.client import DescriptorStoreClient
 from probelog.orchestrator.auto_index import AutoIndexer
 from probelog.orchestrator.config import PORT, OrchestratorSettings
-from probelog.orchestrator.search import SearchEngine, load_background
+from probelog.orchestrator.search import SearchEngine
 from probelog.orchestrator.servicer import SearchServicer
 from probelog.probe_runner.client import ProbeRunnerClient
 from probelog.ranker.client import RankerClient
@@ -40,7 +41,7 @@ async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
         encoder=encoder,
         store=store,
         ranker=ranker,
-        background=load_background(settings.background),
+        background=load_names(settings.background),
         r=settings.r,
         k=settings.calibration_k or None,
         default_probe_set=settings.default_probe_set,

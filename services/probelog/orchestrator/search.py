@@ -1,4 +1,4 @@
-"""The orchestrator's logic: the index path and the search path of DESIGN.md.
+"""The orchestrator's logic: the index path and the search path (docs/design.md).
 
 Index: probe runner -> logits (n_probes x n_logits) -> z-score, top-r, calibration offsets
 against the background set -> store (atomically) -> wait until the ranker applied the change.
@@ -10,19 +10,15 @@ mode, gRPC clients otherwise.
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import hashlib
-import importlib.util
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
+from probelog.common.background import Background, calibration_offsets, encode_background, resolve_k
 from probelog.common.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -37,10 +33,10 @@ from probelog.common.ports import (
     ImageQuery,
     ProbeRunnerPort,
     RankerPort,
+    iter_models,
 )
 from probelog.common.probe_sets import load_probe_set
-from probelog.core.descriptors import zscore
-from probelog.core.distance import DEFAULT_CALIBRATION_K, DEFAULT_R, calibration_offsets, logit_entries
+from probelog.core.distance import DEFAULT_R, logit_entries
 from probelog.v1 import search_pb2, types_pb2
 
 logger = logging.getLogger(__name__)
@@ -48,61 +44,6 @@ logger = logging.getLogger(__name__)
 MAX_TOP_K = 1000
 #: How long IndexModel waits for the ranker to pick a change up when the caller set no deadline.
 SEARCHABLE_WAIT_S = 30.0
-
-
-def load_background(spec: str) -> list[str]:
-    """Background concept names: a file with one name per line, or ``imagenet1k`` (the 1,000
-    ImageNet class names that open_clip ships, read without importing torch)."""
-    if spec == "imagenet1k":
-        found = importlib.util.find_spec("open_clip")
-        if found is None or found.origin is None:
-            raise FailedPrecondition("background 'imagenet1k' needs open_clip_torch installed")
-        source = Path(found.origin).with_name("zero_shot_metadata.py").read_text(encoding="utf-8")
-        for node in ast.parse(source).body:
-            if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "IMAGENET_CLASSNAMES" for t in node.targets
-            ):
-                return list(ast.literal_eval(node.value))
-        raise FailedPrecondition("open_clip ships no IMAGENET_CLASSNAMES")
-    path = Path(spec)
-    if not path.is_file():
-        raise FailedPrecondition(f"background file {spec} does not exist")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [n for n in names if n and not n.startswith("#")]
-    if not names:
-        raise FailedPrecondition(f"background file {spec} has no names")
-    return names
-
-
-@dataclass(frozen=True)
-class Background:
-    """Z-scored background descriptors of one probe set and the id recorded with offsets."""
-
-    background_id: str
-    z: npt.NDArray[np.float32]  # (n_background, n_probes), z-scored
-
-
-async def encode_background(
-    encoder: EncoderPort,
-    encoder_id: str,
-    probe_set_id: str,
-    names: Sequence[str],
-    timeout: float | None = None,
-) -> Background:
-    """Background descriptors of concept names through the CLIP encoder (paper Eq. 3, z-scored).
-
-    The id hashes the encoder, the probe set and the names, so the orchestrator and
-    ``probelog recalibrate`` give the same background the same id.
-    """
-    raw = await encoder.compute_descriptors(probe_set_id, list(names), timeout=timeout)
-    try:
-        z = await asyncio.to_thread(zscore, raw, what="background concept")
-    except ValueError as exc:
-        raise FailedPrecondition(f"background set: {exc}") from None
-    digest = hashlib.sha256(encoder_id.encode())
-    digest.update(probe_set_id.encode())
-    digest.update("\0".join(names).encode())
-    return Background("bg-" + digest.hexdigest()[:16], z)
 
 
 def _us(seconds: float) -> int:
@@ -119,8 +60,8 @@ class SearchEngine:
     r : int
         Probes kept per logit.
     k : int, optional
-        Background concepts averaged into each offset; by default ``DEFAULT_CALIBRATION_K``, or
-        the background size when that is smaller.
+        Background concepts averaged into each offset; see
+        :func:`probelog.common.background.resolve_k`.
     default_probe_set : str
         Probe-set id or name used when a request names none.
     """
@@ -137,12 +78,7 @@ class SearchEngine:
         k: int | None = None,
         default_probe_set: str = "",
     ) -> None:
-        if not background:
-            raise ValueError("the background set is empty")
-        if k is None:
-            k = min(DEFAULT_CALIBRATION_K, len(background))
-        if not 1 <= k <= len(background):
-            raise ValueError(f"calibration k = {k} must be in [1, {len(background)}] (background size)")
+        k = resolve_k(k, len(background))
         self.runner = runner
         self.encoder = encoder
         self.store = store
@@ -195,7 +131,7 @@ class SearchEngine:
         async with self._background_lock:
             if key not in self._backgrounds:
                 self._backgrounds[key] = await encode_background(
-                    self.encoder, encoder_id, probe_set_id, self.background_names, timeout
+                    self.encoder, probe_set_id, self.background_names, encoder_id=encoder_id, timeout=timeout
                 )
                 logger.info(
                     "background set of %d concepts ready for %s", len(self.background_names), probe_set_id
@@ -248,7 +184,7 @@ class SearchEngine:
             entries = await asyncio.to_thread(logit_entries, logits.T, self.r)
         except ValueError as exc:
             raise FailedPrecondition(f"model {model_id!r} cannot be indexed: {exc}; nothing was stored") from None
-        offsets = await asyncio.to_thread(calibration_offsets, entries, background.z, self.k)
+        offsets = await asyncio.to_thread(calibration_offsets, entries, background, self.k)
         described = time.perf_counter()
         info = types_pb2.ModelInfo(
             model_id=model_id,
@@ -375,13 +311,7 @@ class SearchEngine:
         """The runner's models, each marked indexed when the store has it under its name."""
         probe_set = await self.resolve_probe_set(probe_set_id)
         served = await self.runner.list_models()
-        indexed: set[str] = set()
-        token = ""
-        while True:
-            infos, token = await self.store.list_models(probe_set.probe_set_id, page_size=1000, page_token=token)
-            indexed.update(i.model_id for i in infos)
-            if not token:
-                break
+        indexed = {i.model_id async for page in iter_models(self.store, probe_set.probe_set_id) for i in page}
         return [
             search_pb2.SourceModel(
                 model_name=m.name, model_version=m.version, state=m.state, indexed=m.name in indexed

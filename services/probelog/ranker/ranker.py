@@ -33,7 +33,7 @@ from probelog.common.errors import (
     NotFound,
     ProbeLogError,
 )
-from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult
+from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult, iter_models
 from probelog.core import kernels
 from probelog.core.descriptors import zscore
 from probelog.core.index import IndexHit, SparseLogitIndex
@@ -200,17 +200,11 @@ class Ranker:
                 await self._load_model(probe_set_id, model_id, indexes)
 
         for probe_set in await store.list_probe_sets():
-            token = ""
-            while True:
-                infos, token = await store.list_models(
-                    probe_set.probe_set_id, page_size=500, page_token=token
-                )
+            async for infos in iter_models(store, probe_set.probe_set_id):
                 # Only this shard's models are fetched with their descriptors.
                 owned = [info.model_id for info in infos if self.owns(info.model_id)]
                 await asyncio.gather(*(load(probe_set.probe_set_id, m) for m in owned))
                 n_models += len(owned)
-                if not token:
-                    break
         self.indexes = indexes
         await self._set_applied(sequence, exact=reset)
         self._loaded.set()

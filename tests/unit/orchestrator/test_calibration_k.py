@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from probelog.common.errors import InvalidArgument
 from probelog.core.distance import DEFAULT_CALIBRATION_K
 from probelog.orchestrator.search import SearchEngine
 
@@ -26,7 +27,7 @@ def test_default_k_is_the_background_size_when_that_is_smaller():
 def test_explicit_k_is_kept_and_checked():
     names = [f"concept {i}" for i in range(30)]
     assert engine(names, k=3).k == 3
-    with pytest.raises(ValueError, match="must be in"):
+    with pytest.raises(InvalidArgument, match="must be in"):
         engine(names, k=31)
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(InvalidArgument, match="empty"):
         engine([], k=None)

@@ -3,7 +3,7 @@
 A logit's offset depends only on the logit and the background set, so when the background set
 changes (other concept names, another CLIP, another k) every stored model needs new offsets
 and nothing else. This command computes them for all models of a probe set in batched passes
-(:func:`probelog.core.kernels.calibration_offsets`: sparse rows against the dense background
+(:func:`probelog.common.background.calibration_offsets`: sparse rows against the dense background
 descriptors, about 65,536 logits per pass) and writes each model back through the store, one
 atomic write per model, so rankers pick the changes up from the store's change feed while they
 keep serving. Models already calibrated against the same background and k are skipped, so an
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import logging
 import sys
 import time
@@ -31,14 +30,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from probelog.common.background import (
+    Background,
+    background_from_array,
+    calibration_offsets,
+    encode_background,
+    load_names,
+    resolve_k,
+)
 from probelog.common.errors import InvalidArgument, ProbeLogError
-from probelog.common.ports import DescriptorStore, EncoderPort
-from probelog.core import kernels
-from probelog.core.descriptors import zscore
-from probelog.core.distance import DEFAULT_CALIBRATION_K
-from probelog.orchestrator.search import Background, encode_background, load_background
+from probelog.common.ports import DescriptorStore, iter_models
+from probelog.core.distance import DEFAULT_CALIBRATION_K, LogitEntries
 from probelog.v1 import types_pb2
 
 logger = logging.getLogger(__name__)
@@ -55,31 +58,6 @@ class Report:
     logits: int
     skipped: int
     seconds: float
-
-
-def background_from_array(probe_set_id: str, raw: npt.ArrayLike, n_probes: int) -> Background:
-    """Background from precomputed raw descriptors (n_background, n_probes)."""
-    values = np.asarray(raw, dtype=np.float32)
-    if values.ndim != 2 or values.shape[1] != n_probes:
-        raise InvalidArgument(
-            f"background descriptors must have shape (n_background, {n_probes}) for probe set "
-            f"{probe_set_id}, got {values.shape}"
-        )
-    try:
-        z = zscore(values, what="background concept")
-    except ValueError as exc:
-        raise InvalidArgument(f"background set: {exc}") from None
-    digest = hashlib.sha256(probe_set_id.encode())
-    digest.update(np.ascontiguousarray(values).tobytes())
-    return Background("bg-" + digest.hexdigest()[:16], z)
-
-
-async def background_from_encoder(
-    encoder: EncoderPort, probe_set_id: str, names: list[str]
-) -> Background:
-    """Background from concept names through the CLIP encoder, with the id the orchestrator
-    gives the same background (so its later models and these offsets agree)."""
-    return await encode_background(encoder, await encoder.encoder_id(), probe_set_id, names)
 
 
 async def recalibrate(
@@ -100,24 +78,18 @@ async def recalibrate(
         Called with the number of logits done after each pass.
     """
     started = time.perf_counter()
-    n_background = len(background.z)
-    if not 1 <= k <= n_background:
-        raise InvalidArgument(f"k = {k} must be in [1, {n_background}] (the background size)")
+    k = resolve_k(k, background.size)
     calibration = types_pb2.Calibration(
-        background_id=background.background_id, n_background=n_background, k=k
+        background_id=background.background_id, n_background=background.size, k=k
     )
     todo: list[types_pb2.ModelInfo] = []
     skipped = 0
-    token = ""
-    while True:
-        infos, token = await store.list_models(probe_set_id, page_size=500, page_token=token)
+    async for infos in iter_models(store, probe_set_id):
         for info in infos:
             if not force and info.calibration == calibration:
                 skipped += 1
             else:
                 todo.append(info)
-        if not token:
-            break
     slots = asyncio.Semaphore(_CONCURRENCY)
     done_models = done_logits = 0
     batch: list[types_pb2.ModelInfo] = []
@@ -150,9 +122,12 @@ async def _recalibrate_batch(
     stored = [s for s in await asyncio.gather(*(fetch(i) for i in infos)) if s.entries is not None]
     if not stored:
         return 0, 0
-    indices = np.concatenate([s.entries.top_indices for s in stored])
-    values = np.concatenate([s.entries.top_values for s in stored])
-    offsets = await asyncio.to_thread(kernels.calibration_offsets, indices, values, background.z, k)
+    entries = LogitEntries(
+        np.concatenate([s.entries.top_indices for s in stored]),
+        np.concatenate([s.entries.top_values for s in stored]),
+        stored[0].entries.n_probes,
+    )
+    offsets = await asyncio.to_thread(calibration_offsets, entries, background, k)
     bounds = np.cumsum([0, *(s.entries.n_logits for s in stored)])
 
     async def write(j: int) -> None:
@@ -242,21 +217,15 @@ async def _main(args: argparse.Namespace) -> int:
 
             encoder = ClipEncoderClient(create_channel(args.encoder_address), args.encoder_address)
             closers.append(encoder.close)
-            background = await background_from_encoder(encoder, ps_id, load_background(args.background))
-        k = args.k if args.k is not None else min(DEFAULT_CALIBRATION_K, len(background.z))
-        infos_total = 0
-        token = ""
-        while True:
-            infos, token = await store.list_models(ps_id, page_size=1000, page_token=token)
-            infos_total += sum(i.n_logits for i in infos)
-            if not token:
-                break
+            background = await encode_background(encoder, ps_id, load_names(args.background))
+        k = resolve_k(args.k, background.size)
+        infos_total = sum([i.n_logits async for infos in iter_models(store, ps_id) for i in infos])
         with tqdm(total=infos_total, unit="logit", desc="recalibrating", file=sys.stderr,
                   disable=args.quiet) as bar:
             report = await recalibrate(store, ps_id, background, k, force=args.force, progress=bar.update)
         print(
             f"recalibrated {report.models} models ({report.logits} logits) of {ps_id} against "
-            f"{background.background_id} ({len(background.z)} concepts, k = {k}) in "
+            f"{background.background_id} ({background.size} concepts, k = {k}) in "
             f"{report.seconds:.1f} s; {report.skipped} already calibrated this way",
             file=sys.stderr,
         )
