@@ -40,6 +40,53 @@ def _file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def load_clip(model_name: str, pretrained: str, config_file: str = "") -> tuple[Any, Any, Any]:
+    """Load a CLIP as a released one loads, the one way every part of ProbeLog loads it.
+
+    Parameters
+    ----------
+    model_name : str
+        open_clip model name, e.g. "ViT-B-32", or a custom config's name (its file stem).
+    pretrained : str
+        Checkpoint path, or an open_clip pretrained tag where weights can be downloaded.
+    config_file : str
+        Optional model-config JSON registered with ``open_clip.add_model_config`` first.
+
+    Returns
+    -------
+    model : open_clip.CLIP
+        In eval mode, on the CPU.
+    preprocess : callable
+        open_clip's validation transform: PIL image -> float tensor of shape (3, H, W).
+    tokenizer : callable
+        list of str -> int64 tensor of shape (n, context_length).
+
+    Raises
+    ------
+    FailedPrecondition
+        If the config, the model name or the checkpoint is missing or does not load.
+    """
+    import open_clip
+
+    if config_file:
+        if not Path(config_file).is_file():
+            raise FailedPrecondition(f"CLIP model config {config_file} does not exist")
+        open_clip.add_model_config(config_file)
+    if model_name not in open_clip.list_models():
+        raise FailedPrecondition(
+            f"unknown CLIP model {model_name!r}; register its config with PROBELOG_CLIP_CONFIG"
+        )
+    looks_like_path = "/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))
+    if pretrained and looks_like_path and not Path(pretrained).is_file():
+        raise FailedPrecondition(f"CLIP checkpoint {pretrained} does not exist")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained or None)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise FailedPrecondition(f"cannot load CLIP {model_name} from {pretrained!r}: {exc}") from exc
+    model.eval()
+    return model, preprocess, open_clip.get_tokenizer(model_name)
+
+
 class OpenClipEncoder:
     """A :class:`~probelog.clip_encoder.encoder.TextImageEncoder` over open_clip.
 
@@ -56,31 +103,15 @@ class OpenClipEncoder:
     """
 
     def __init__(self, model_name: str, pretrained: str, config_file: str = "", threads: int = 0) -> None:
-        import open_clip
         import torch
 
         if threads:
             torch.set_num_threads(threads)
-        if config_file:
-            if not Path(config_file).is_file():
-                raise FailedPrecondition(f"CLIP model config {config_file} does not exist")
-            open_clip.add_model_config(config_file)
-        if model_name not in open_clip.list_models():
-            raise FailedPrecondition(
-                f"unknown CLIP model {model_name!r}; register its config with PROBELOG_CLIP_CONFIG"
-            )
-        looks_like_path = "/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors"))
-        if pretrained and looks_like_path and not Path(pretrained).is_file():
-            raise FailedPrecondition(f"CLIP checkpoint {pretrained} does not exist")
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained or None)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise FailedPrecondition(f"cannot load CLIP {model_name} from {pretrained!r}: {exc}") from exc
-        model.eval()
+        model, preprocess, tokenizer = load_clip(model_name, pretrained, config_file)
         self._torch = torch
         self._model = model
         self._preprocess = preprocess
-        self._tokenizer = open_clip.get_tokenizer(model_name)
+        self._tokenizer = tokenizer
         self._lock = threading.Lock()
         self.model_name = model_name
         self.pretrained = pretrained
