@@ -25,6 +25,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from probelog.common.edge import status_code
 from probelog.common.errors import ProbeLogError
 from probelog.common.runtime import configure_logging
 from probelog.common.settings import Settings, separator, split
@@ -110,7 +111,7 @@ def _run_client(args: argparse.Namespace, action: Callable[[Any], Coroutine[Any,
     try:
         return asyncio.run(main())
     except ProbeLogError as exc:
-        print(f"error: {exc.code.name}: {exc}", file=sys.stderr)
+        print(f"error: {status_code(exc).name}: {exc}", file=sys.stderr)
         return 1
 
 
@@ -136,7 +137,7 @@ def _index(args: argparse.Namespace) -> int:
                     response = await client.index(name, probe_set_id=args.probe_set)
                 except ProbeLogError as exc:
                     failed += 1
-                    tqdm.write(f"  {name}: {exc.code.name}: {exc}", file=sys.stderr)
+                    tqdm.write(f"  {name}: {status_code(exc).name}: {exc}", file=sys.stderr)
                     continue
                 model = response.model
                 tqdm.write(

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from probelog.common.client import remote_errors
+from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.server import TlsFiles, create_channel
 from probelog.v1 import clip_encoder_pb2, search_pb2, types_pb2
 from probelog.v1 import search_pb2_grpc as pb_grpc
@@ -65,7 +66,7 @@ class ProbeLogClient:
         text: str | None = None,
         *,
         images: Sequence[bytes | str | Path] = (),
-        top_k: int = 10,
+        top_k: int = DEFAULT_TOP_K,
         one_hit_per_model: bool = False,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),

@@ -16,7 +16,6 @@ from PIL import Image, UnidentifiedImageError
 
 from probelog.common.errors import InvalidArgument
 from probelog.common.files import atomic_write
-from probelog.common.ids import check_probe_set_id
 from probelog.common.ports import Concept, DescriptorStore, ImageQuery
 from probelog.core.descriptors import image_set_descriptor, text_descriptors
 
@@ -130,7 +129,6 @@ class ClipEncoder:
 
     async def probe_embeddings(self, probe_set_id: str) -> npt.NDArray[np.float32]:
         """Unit-norm CLIP embedding of every probe, computed once per probe set."""
-        check_probe_set_id(probe_set_id)
         if probe_set_id in self._probe_embeddings:
             return self._probe_embeddings[probe_set_id]
         lock = self._locks.setdefault(probe_set_id, asyncio.Lock())

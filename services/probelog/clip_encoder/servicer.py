@@ -10,6 +10,7 @@ from probelog.clip_encoder.encoder import ClipEncoder
 from probelog.common import convert
 from probelog.common.edge import rpc
 from probelog.common.errors import InvalidArgument
+from probelog.common.ids import check_probe_set_id
 from probelog.common.ports import Concept, ImageQuery
 from probelog.v1 import clip_encoder_pb2 as pb
 from probelog.v1 import clip_encoder_pb2_grpc as pb_grpc
@@ -72,7 +73,7 @@ class ClipEncoderServicer(pb_grpc.ClipEncoderServiceServicer):
         if len(request.concepts) > MAX_ITEMS:
             raise InvalidArgument(f"concepts: at most {MAX_ITEMS} per request")
         descriptors = await self._encoder.compute_descriptors(
-            request.probe_set_id,
+            check_probe_set_id(request.probe_set_id),
             concepts_from_proto(request.concepts),
             list(request.prompt_templates),
         )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from probelog.common.errors import from_rpc_error
+from probelog.common.edge import from_rpc_error
 
 
 @contextlib.contextmanager

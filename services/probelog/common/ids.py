@@ -1,4 +1,5 @@
-"""Validation of the identifiers clients choose."""
+"""The request fields several services share, checked at their servicer edges: the identifiers
+clients choose, and top_k (one default, one limit)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,38 @@ import re
 from probelog.common.errors import InvalidArgument
 
 MAX_ID_LENGTH = 256
+#: Hits returned when a request sets no top_k, and the most it may ask for.
+DEFAULT_TOP_K = 10
+MAX_TOP_K = 1000
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _PROBE_SET_ID = re.compile(r"^ps-[0-9a-f]{16}$")
 
 
-def check_model_id(model_id: str) -> str:
+def check_model_id(model_id: str, *, field: str = "model_id") -> str:
     """Return ``model_id`` if it is 1-256 printable characters, else raise InvalidArgument."""
     if not model_id:
-        raise InvalidArgument("model_id is required")
+        raise InvalidArgument(f"{field} is required", field=field)
     if len(model_id) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"model_id is longer than {MAX_ID_LENGTH} characters")
+        raise InvalidArgument(f"{field} is longer than {MAX_ID_LENGTH} characters", field=field)
     if not _PRINTABLE.match(model_id) or model_id != model_id.strip():
         raise InvalidArgument(
-            f"model_id {model_id!r} has control characters or leading/trailing spaces"
+            f"{field} {model_id!r} has control characters or leading/trailing spaces", field=field
         )
     return model_id
 
 
-def check_probe_set_id(probe_set_id: str) -> str:
+def check_probe_set_id(probe_set_id: str, *, field: str = "probe_set_id") -> str:
     """Return ``probe_set_id`` if it has the form ps-<16 hex digits>, else raise InvalidArgument."""
     if not _PROBE_SET_ID.match(probe_set_id):
         raise InvalidArgument(
-            f"probe_set_id {probe_set_id!r} is not of the form ps-<16 hex digits>"
+            f"{field} {probe_set_id!r} is not of the form ps-<16 hex digits>", field=field
         )
     return probe_set_id
+
+
+def check_top_k(top_k: int, *, field: str = "top_k") -> int:
+    """``top_k``, or :data:`DEFAULT_TOP_K` when it is 0; InvalidArgument beyond :data:`MAX_TOP_K`."""
+    top_k = top_k or DEFAULT_TOP_K
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidArgument(f"{field} must be between 1 and {MAX_TOP_K}, got {top_k}", field=field)
+    return int(top_k)

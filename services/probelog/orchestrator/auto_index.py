@@ -27,8 +27,8 @@ from probelog.common.errors import (
     ProbeLogError,
     Unavailable,
 )
-from probelog.common.ports import iter_models
-from probelog.orchestrator.search import SearchEngine
+from probelog.common.ids import check_model_id
+from probelog.orchestrator.search import IndexRequest, SearchEngine
 
 logger = logging.getLogger(__name__)
 
@@ -76,22 +76,19 @@ class AutoIndexer:
                 logger.exception("auto-index round failed")
             await asyncio.sleep(self.interval_s)
 
-    async def _indexed(self, probe_set_id: str) -> set[str]:
-        return {i.model_id async for page in iter_models(self.engine.store, probe_set_id) for i in page}
-
     async def run_once(self) -> list[str]:
         """One round: index what is new. Returns the model names indexed."""
         try:
             probe_set = await self.engine.resolve_probe_set("")
-            served = await self.engine.runner.list_models(ready_only=False)
-            indexed = await self._indexed(probe_set.probe_set_id)
+            served = await self.engine.list_source_models(probe_set.probe_set_id)
         except (Unavailable, DeadlineExceeded) as exc:
             logger.warning("auto-index: cannot list models (%s); next try in %.0f s", exc, self.interval_s)
             return []
         except FailedPrecondition as exc:
             logger.warning("auto-index: %s", exc)
             return []
-        names = {m.name for m in served}
+        names = {m.name for m, _ in served}
+        indexed = {m.name for m, is_indexed in served if is_indexed}
         for gone in set(self.failed) - names:
             del self.failed[gone]  # left the repository: a new model of that name gets a new try
         todo = sorted(names - indexed - set(self.failed))
@@ -99,18 +96,17 @@ class AutoIndexer:
         for name in todo:
             started = time.perf_counter()
             try:
-                response = await self.engine.index_model(
-                    name, probe_set_id=probe_set.probe_set_id, timeout=INDEX_TIMEOUT_S
-                )
+                request = IndexRequest(name, check_model_id(name), probe_set=probe_set.probe_set_id)
+                response = await self.engine.index_model(request, timeout=INDEX_TIMEOUT_S)
             except (FailedPrecondition, InvalidArgument, NotFound) as exc:
                 self.failed[name] = str(exc)
-                logger.warning("auto-index: %s cannot be indexed, not retrying: %s: %s", name, exc.code.name, exc)
+                logger.warning("auto-index: %s cannot be indexed, not retrying: %s: %s", name, type(exc).__name__, exc)
                 continue
             except (Unavailable, DeadlineExceeded) as exc:
-                logger.warning("auto-index: %s: %s: %s; retrying next round", name, exc.code.name, exc)
+                logger.warning("auto-index: %s: %s: %s; retrying next round", name, type(exc).__name__, exc)
                 break
             except ProbeLogError as exc:
-                logger.warning("auto-index: %s: %s: %s; retrying next round", name, exc.code.name, exc)
+                logger.warning("auto-index: %s: %s: %s; retrying next round", name, type(exc).__name__, exc)
                 continue
             done.append(name)
             logger.info(

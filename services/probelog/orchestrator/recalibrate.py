@@ -39,6 +39,7 @@ from probelog.common.background import (
     load_names,
     resolve_k,
 )
+from probelog.common.edge import status_code
 from probelog.common.errors import InvalidArgument, ProbeLogError
 from probelog.common.ports import DescriptorStore, iter_models
 from probelog.core.distance import DEFAULT_CALIBRATION_K, LogitEntries
@@ -175,7 +176,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_main(args))
     except ProbeLogError as exc:
-        print(f"error: {exc.code.name}: {exc}", file=sys.stderr)
+        print(f"error: {status_code(exc).name}: {exc}", file=sys.stderr)
         return 1
 
 

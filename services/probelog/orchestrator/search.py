@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,29 +26,83 @@ from probelog.common.errors import (
     InvalidArgument,
     NotFound,
 )
-from probelog.common.ids import check_model_id, check_probe_set_id
+from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.ports import (
     Concept,
     DescriptorStore,
     EncoderPort,
-    ImageQuery,
     ProbeRunnerPort,
     RankerPort,
     iter_models,
 )
 from probelog.common.probe_sets import load_probe_set
 from probelog.core.distance import DEFAULT_R, logit_entries
-from probelog.v1 import search_pb2, types_pb2
+from probelog.v1 import probe_runner_pb2, types_pb2
 
 logger = logging.getLogger(__name__)
 
-MAX_TOP_K = 1000
 #: How long IndexModel waits for the ranker to pick a change up when the caller set no deadline.
 SEARCHABLE_WAIT_S = 30.0
 
 
 def _us(seconds: float) -> int:
     return max(0, int(seconds * 1e6))
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A validated search (the servicer edge builds it; see ``SearchRequest`` in search.proto).
+
+    ``probe_set`` is a probe-set id, a name, or "" for the default.
+    """
+
+    concept: Concept
+    top_k: int = DEFAULT_TOP_K
+    one_hit_per_model: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    probe_set: str = ""
+    prompt_templates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits of one search, best first, and what was searched. Times in microseconds."""
+
+    hits: list[types_pb2.Hit]
+    probe_set_id: str
+    n_logits_searched: int
+    n_models_searched: int
+    partial: bool
+    encode_us: int
+    rank_us: int
+    total_us: int
+
+
+@dataclass(frozen=True)
+class IndexRequest:
+    """A validated IndexModel call: ``model_id`` is set (the edge derives it from the name)."""
+
+    model_name: str
+    model_id: str
+    model_version: str = ""
+    probe_set: str = ""
+    labels: tuple[str, ...] = ()
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """The stored model and where the time went (microseconds)."""
+
+    model: types_pb2.ModelInfo
+    images_per_second: float
+    searchable: bool
+    probe_us: int
+    descriptors_us: int
+    store_us: int
+    searchable_us: int
+    total_us: int
 
 
 class SearchEngine:
@@ -105,7 +160,6 @@ class SearchEngine:
         """The probe set a request means: its id, else the default, else the only one."""
         wanted = requested or self.default_probe_set
         if wanted.startswith("ps-"):
-            check_probe_set_id(wanted)
             return await self.store.probe_set_info(wanted)
         probe_sets = await self.store.list_probe_sets()
         if wanted:
@@ -140,23 +194,11 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ index path
 
-    async def index_model(
-        self,
-        model_name: str,
-        *,
-        model_version: str = "",
-        model_id: str = "",
-        probe_set_id: str = "",
-        labels: Sequence[str] = (),
-        metadata: dict[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> search_pb2.IndexModelResponse:
+    async def index_model(self, request: IndexRequest, *, timeout: float | None = None) -> IndexResult:
         started = time.perf_counter()
         deadline = None if timeout is None else started + timeout
-        if not model_name:
-            raise InvalidArgument("model_name is required")
-        model_id = check_model_id(model_id or (Path(model_name).stem if model_name.startswith("/") else model_name))
-        probe_set = await self.resolve_probe_set(probe_set_id)
+        model_name, model_id, labels = request.model_name, request.model_id, request.labels
+        probe_set = await self.resolve_probe_set(request.probe_set)
         ps_id = probe_set.probe_set_id
 
         def remaining() -> float | None:
@@ -167,7 +209,7 @@ class SearchEngine:
                 raise DeadlineExceeded(f"indexing {model_id!r} ran out of time")
             return left
 
-        result = await self.runner.probe(model_name, model_version, ps_id, timeout=remaining())
+        result = await self.runner.probe(model_name, request.model_version, ps_id, timeout=remaining())
         probed = time.perf_counter()
         logits = np.asarray(result.logits, dtype=np.float32)
         if logits.ndim != 2 or logits.shape[0] != probe_set.n_probes:
@@ -176,7 +218,7 @@ class SearchEngine:
             )
         n_logits = logits.shape[1]
         if labels and len(labels) != n_logits:
-            raise InvalidArgument(f"{len(labels)} labels given for a model with {n_logits} logits")
+            raise InvalidArgument(f"{len(labels)} labels given for a model with {n_logits} logits", field="labels")
         if self.r > probe_set.n_probes:
             raise FailedPrecondition(f"r = {self.r} exceeds the probe set's {probe_set.n_probes} probes")
         background = await self.background(ps_id, timeout=remaining())
@@ -191,11 +233,11 @@ class SearchEngine:
             probe_set_id=ps_id,
             n_logits=n_logits,
             labels=list(labels),
-            metadata=metadata or {},
+            metadata=dict(request.metadata),
             source=types_pb2.ModelSource(model_name=model_name, model_version=result.model.version),
             r=self.r,
             calibration=types_pb2.Calibration(
-                background_id=background.background_id, n_background=len(background.z), k=self.k
+                background_id=background.background_id, n_background=background.size, k=self.k
             ),
         )
         info.indexed_at.GetCurrentTime()
@@ -207,17 +249,15 @@ class SearchEngine:
             "indexed %s (%d logits) in %.2f s (probe %.2f s at %.0f images/s)",
             model_id, n_logits, done - started, probed - started, result.images_per_second,
         )
-        return search_pb2.IndexModelResponse(
+        return IndexResult(
             model=info,
-            timings=search_pb2.IndexTimings(
-                probe_us=_us(probed - started),
-                descriptors_us=_us(described - probed),
-                store_us=_us(stored - described),
-                searchable_us=_us(done - stored) if searchable else 0,
-                total_us=_us(done - started),
-            ),
             images_per_second=result.images_per_second,
             searchable=searchable,
+            probe_us=_us(probed - started),
+            descriptors_us=_us(described - probed),
+            store_us=_us(stored - described),
+            searchable_us=_us(done - stored) if searchable else 0,
+            total_us=_us(done - started),
         )
 
     async def _wait_searchable(self, sequence: int, timeout: float | None) -> bool:
@@ -235,53 +275,34 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ search path
 
-    async def search(
-        self,
-        query: Concept,
-        *,
-        top_k: int = 10,
-        one_hit_per_model: bool = False,
-        include: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        probe_set_id: str = "",
-        prompt_templates: Sequence[str] = (),
-        timeout: float | None = None,
-    ) -> search_pb2.SearchResponse:
+    async def search(self, query: SearchQuery, *, timeout: float | None = None) -> SearchResult:
         started = time.perf_counter()
-        if isinstance(query, str):
-            if not query.strip():
-                raise InvalidArgument("the query text is empty")
-        elif isinstance(query, ImageQuery) and not query.images:
-            raise InvalidArgument("an image query needs at least one image")
-        top_k = top_k or 10
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidArgument(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
-        probe_set = await self.resolve_probe_set(probe_set_id)
+        probe_set = await self.resolve_probe_set(query.probe_set)
         ps_id = probe_set.probe_set_id
         descriptors = await self.encoder.compute_descriptors(
-            ps_id, [query], prompt_templates, timeout=timeout
+            ps_id, [query.concept], query.prompt_templates, timeout=timeout
         )
         encoded = time.perf_counter()
         left = None if timeout is None else max(timeout - (encoded - started), 0.001)
         result = await self.ranker.rank(
             ps_id,
             descriptors,
-            top_k,
-            one_hit_per_model=one_hit_per_model,
-            include=include,
-            exclude=exclude,
+            query.top_k,
+            one_hit_per_model=query.one_hit_per_model,
+            include=query.include,
+            exclude=query.exclude,
             timeout=left,
         )
         done = time.perf_counter()
-        return search_pb2.SearchResponse(
+        return SearchResult(
             hits=result.hits[0],
             probe_set_id=ps_id,
             n_logits_searched=result.n_logits_searched,
             n_models_searched=result.n_models_searched,
             partial=result.partial,
-            timings=search_pb2.StageTimings(
-                encode_us=_us(encoded - started), rank_us=_us(done - encoded), total_us=_us(done - started)
-            ),
+            encode_us=_us(encoded - started),
+            rank_us=_us(done - encoded),
+            total_us=_us(done - started),
         )
 
     # ------------------------------------------------------------------ management
@@ -289,35 +310,26 @@ class SearchEngine:
     async def list_models(
         self, probe_set_id: str = "", page_size: int = 100, page_token: str = ""
     ) -> tuple[list[types_pb2.ModelInfo], str]:
-        if page_size > 1000:
-            raise InvalidArgument("page_size must be at most 1000")
         probe_set = await self.resolve_probe_set(probe_set_id)
-        return await self.store.list_models(
-            probe_set.probe_set_id, page_size=page_size or 100, page_token=page_token
-        )
+        return await self.store.list_models(probe_set.probe_set_id, page_size=page_size, page_token=page_token)
 
     async def get_model(self, model_id: str, probe_set_id: str = "") -> types_pb2.ModelInfo:
-        check_model_id(model_id)
         probe_set = await self.resolve_probe_set(probe_set_id)
         return (await self.store.get_model(probe_set.probe_set_id, model_id)).info
 
     async def delete_model(self, model_id: str, probe_set_id: str = "", timeout: float | None = None) -> None:
-        check_model_id(model_id)
         probe_set = await self.resolve_probe_set(probe_set_id)
         sequence = await self.store.delete_model(probe_set.probe_set_id, model_id, timeout=timeout)
         await self._wait_searchable(sequence, timeout)
 
-    async def list_source_models(self, probe_set_id: str = "") -> list[search_pb2.SourceModel]:
-        """The runner's models, each marked indexed when the store has it under its name."""
+    async def list_source_models(
+        self, probe_set_id: str = ""
+    ) -> list[tuple[probe_runner_pb2.ServedModel, bool]]:
+        """The runner's models, each with whether the store has it under its name."""
         probe_set = await self.resolve_probe_set(probe_set_id)
         served = await self.runner.list_models()
         indexed = {i.model_id async for page in iter_models(self.store, probe_set.probe_set_id) for i in page}
-        return [
-            search_pb2.SourceModel(
-                model_name=m.name, model_version=m.version, state=m.state, indexed=m.name in indexed
-            )
-            for m in served
-        ]
+        return [(m, m.name in indexed) for m in served]
 
     async def list_probe_sets(self) -> tuple[list[types_pb2.ProbeSetInfo], str]:
         probe_sets = await self.store.list_probe_sets()

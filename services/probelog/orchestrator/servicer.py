@@ -1,19 +1,76 @@
-"""SearchService: the public gRPC API."""
+"""SearchService: the public gRPC API.
+
+Each request is checked here, once, into the engine's typed request (:class:`SearchQuery`,
+:class:`IndexRequest`); the engine's results become protobuf here too.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import grpc
 
 from probelog.common.edge import rpc, time_remaining
 from probelog.common.errors import InvalidArgument
+from probelog.common.ids import check_model_id, check_probe_set_id, check_top_k
 from probelog.common.ports import Concept, ImageQuery
-from probelog.orchestrator.search import SearchEngine
+from probelog.orchestrator.search import IndexRequest, SearchEngine, SearchQuery
 from probelog.v1 import search_pb2 as pb
 from probelog.v1 import search_pb2_grpc as pb_grpc
 
 #: Deadlines applied when the caller sets none.
 SEARCH_TIMEOUT_S = 30.0
 INDEX_TIMEOUT_S = 900.0
+#: ListModels pages: the size when the request sets none, and the largest.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def probe_set_field(value: str) -> str:
+    """A probe-set id (checked for its form), a probe-set name, or "" for the default."""
+    return check_probe_set_id(value) if value.startswith("ps-") else value
+
+
+def search_query(request: pb.SearchRequest) -> SearchQuery:
+    """The checked form of a SearchRequest."""
+    kind = request.WhichOneof("query")
+    concept: Concept
+    if kind == "text":
+        if not request.text.strip():
+            raise InvalidArgument("the query text is empty", field="text")
+        concept = request.text
+    elif kind == "images":
+        if not request.images.images:
+            raise InvalidArgument("an image query needs at least one image", field="images.images")
+        concept = ImageQuery(tuple(request.images.images))
+    else:
+        raise InvalidArgument("a query needs text or images", field="query")
+    return SearchQuery(
+        concept=concept,
+        top_k=check_top_k(request.top_k),
+        one_hit_per_model=request.one_hit_per_model,
+        include=tuple(request.include_model_ids),
+        exclude=tuple(request.exclude_model_ids),
+        probe_set=probe_set_field(request.probe_set_id),
+        prompt_templates=tuple(request.prompt_templates),
+    )
+
+
+def index_request(request: pb.IndexModelRequest) -> IndexRequest:
+    """The checked form of an IndexModelRequest; the model id defaults to the model's name
+    (a file's stem for a path)."""
+    name = request.model_name
+    if not name:
+        raise InvalidArgument("model_name is required", field="model_name")
+    model_id = request.model_id or (Path(name).stem if name.startswith("/") else name)
+    return IndexRequest(
+        model_name=name,
+        model_id=check_model_id(model_id, field="model_id" if request.model_id else "model_name"),
+        model_version=request.model_version,
+        probe_set=probe_set_field(request.probe_set_id),
+        labels=tuple(request.labels),
+        metadata=dict(request.metadata),
+    )
 
 
 class SearchServicer(pb_grpc.SearchServiceServicer):
@@ -27,58 +84,58 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
 
     @rpc
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
-        kind = request.WhichOneof("query")
-        query: Concept
-        if kind == "text":
-            query = request.text
-        elif kind == "images":
-            query = ImageQuery(tuple(request.images.images))
-        else:
-            raise InvalidArgument("a query needs text or images")
-        return await self._engine.search(
-            query,
-            top_k=request.top_k,
-            one_hit_per_model=request.one_hit_per_model,
-            include=list(request.include_model_ids),
-            exclude=list(request.exclude_model_ids),
-            probe_set_id=request.probe_set_id,
-            prompt_templates=list(request.prompt_templates),
-            timeout=time_remaining(context, SEARCH_TIMEOUT_S),
+        result = await self._engine.search(search_query(request), timeout=time_remaining(context, SEARCH_TIMEOUT_S))
+        return pb.SearchResponse(
+            hits=result.hits,
+            probe_set_id=result.probe_set_id,
+            n_logits_searched=result.n_logits_searched,
+            n_models_searched=result.n_models_searched,
+            partial=result.partial,
+            timings=pb.StageTimings(encode_us=result.encode_us, rank_us=result.rank_us, total_us=result.total_us),
         )
 
     @rpc
     async def IndexModel(
         self, request: pb.IndexModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.IndexModelResponse:
-        return await self._engine.index_model(
-            request.model_name,
-            model_version=request.model_version,
-            model_id=request.model_id,
-            probe_set_id=request.probe_set_id,
-            labels=list(request.labels),
-            metadata=dict(request.metadata),
-            timeout=time_remaining(context, INDEX_TIMEOUT_S),
+        result = await self._engine.index_model(index_request(request), timeout=time_remaining(context, INDEX_TIMEOUT_S))
+        return pb.IndexModelResponse(
+            model=result.model,
+            timings=pb.IndexTimings(
+                probe_us=result.probe_us,
+                descriptors_us=result.descriptors_us,
+                store_us=result.store_us,
+                searchable_us=result.searchable_us,
+                total_us=result.total_us,
+            ),
+            images_per_second=result.images_per_second,
+            searchable=result.searchable,
         )
 
     @rpc
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
+        if request.page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}", field="page_size")
         models, token = await self._engine.list_models(
-            request.probe_set_id, request.page_size, request.page_token
+            probe_set_field(request.probe_set_id), request.page_size or DEFAULT_PAGE_SIZE, request.page_token
         )
         return pb.ListModelsResponse(models=models, next_page_token=token)
 
     @rpc
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.GetModelResponse:
-        return pb.GetModelResponse(model=await self._engine.get_model(request.model_id, request.probe_set_id))
+        model_id = check_model_id(request.model_id)
+        return pb.GetModelResponse(model=await self._engine.get_model(model_id, probe_set_field(request.probe_set_id)))
 
     @rpc
     async def DeleteModel(
         self, request: pb.DeleteModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteModelResponse:
         await self._engine.delete_model(
-            request.model_id, request.probe_set_id, timeout=time_remaining(context, SEARCH_TIMEOUT_S)
+            check_model_id(request.model_id),
+            probe_set_field(request.probe_set_id),
+            timeout=time_remaining(context, SEARCH_TIMEOUT_S),
         )
         return pb.DeleteModelResponse()
 
@@ -93,4 +150,10 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
     async def ListSourceModels(
         self, request: pb.ListSourceModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSourceModelsResponse:
-        return pb.ListSourceModelsResponse(models=await self._engine.list_source_models(request.probe_set_id))
+        served = await self._engine.list_source_models(probe_set_field(request.probe_set_id))
+        return pb.ListSourceModelsResponse(
+            models=[
+                pb.SourceModel(model_name=m.name, model_version=m.version, state=m.state, indexed=indexed)
+                for m, indexed in served
+            ]
+        )

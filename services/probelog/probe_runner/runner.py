@@ -27,8 +27,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from probelog.common.errors import FailedPrecondition, InvalidArgument
-from probelog.common.ids import check_probe_set_id
+from probelog.common.errors import FailedPrecondition
 from probelog.common.ports import DescriptorStore, ProbeResult
 from probelog.v1 import probe_runner_pb2 as pb
 
@@ -206,9 +205,6 @@ class ProbeRunner:
         timeout: float | None = None,
     ) -> AsyncIterator[tuple[pb.ServedModel, int, npt.NDArray[np.float32]]]:
         """Yield (model, first probe index, logits of consecutive probes) until every probe ran."""
-        if not model_name:
-            raise InvalidArgument("model_name is required")
-        check_probe_set_id(probe_set_id)
         model = await self.backend.describe(model_name, model_version)
         layout = input_layout(model)
         out = output_spec(model)

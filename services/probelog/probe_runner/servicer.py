@@ -10,6 +10,7 @@ import grpc
 from probelog.common import convert
 from probelog.common.edge import rpc, time_remaining
 from probelog.common.errors import InvalidArgument
+from probelog.common.ids import check_probe_set_id
 from probelog.probe_runner.runner import ProbeRunner
 from probelog.v1 import probe_runner_pb2 as pb
 from probelog.v1 import probe_runner_pb2_grpc as pb_grpc
@@ -36,7 +37,7 @@ class ProbeRunnerServicer(pb_grpc.ProbeRunnerServiceServicer):
         self, request: pb.GetServedModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetServedModelResponse:
         if not request.model_name:
-            raise InvalidArgument("model_name is required")
+            raise InvalidArgument("model_name is required", field="model_name")
         model = await self._runner.backend.describe(request.model_name, request.model_version)
         return pb.GetServedModelResponse(model=model)
 
@@ -45,7 +46,7 @@ class ProbeRunnerServicer(pb_grpc.ProbeRunnerServiceServicer):
         self, request: pb.LoadServedModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.LoadServedModelResponse:
         if not request.model_name:
-            raise InvalidArgument("model_name is required")
+            raise InvalidArgument("model_name is required", field="model_name")
         return pb.LoadServedModelResponse(model=await self._runner.backend.load(request.model_name))
 
     @rpc
@@ -53,7 +54,7 @@ class ProbeRunnerServicer(pb_grpc.ProbeRunnerServiceServicer):
         self, request: pb.UnloadServedModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.UnloadServedModelResponse:
         if not request.model_name:
-            raise InvalidArgument("model_name is required")
+            raise InvalidArgument("model_name is required", field="model_name")
         await self._runner.backend.unload(request.model_name)
         return pb.UnloadServedModelResponse()
 
@@ -64,10 +65,12 @@ class ProbeRunnerServicer(pb_grpc.ProbeRunnerServiceServicer):
         started = time.perf_counter()
         n_probes = 0
         first = True
+        if not request.model_name:
+            raise InvalidArgument("model_name is required", field="model_name")
         async for model, offset, logits in self._runner.probe_chunks(
             request.model_name,
             request.model_version,
-            request.probe_set_id,
+            check_probe_set_id(request.probe_set_id),
             batch_size=request.batch_size,
             timeout=time_remaining(context),
         ):

@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 _HASH_SPACE = 1 << 32
 #: How long stop() waits for the change-feed follower to end.
 _STOP_TIMEOUT_S = 2.0
-#: Largest top_k a Rank call may ask for.
-MAX_TOP_K = 10_000
 #: Most query descriptors per Rank call.
 MAX_QUERIES = 1024
 #: Models whose descriptors are fetched from the store at once while loading.
@@ -313,8 +311,6 @@ class Ranker:
         exclude: Sequence[str] = (),
         timeout: float | None = None,
     ) -> RankResult:
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise InvalidArgument(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}")
         queries = np.asarray(queries, dtype=np.float32)
         if queries.ndim != 2 or not 1 <= len(queries) <= MAX_QUERIES:
             raise InvalidArgument(f"between 1 and {MAX_QUERIES} query descriptors are required")

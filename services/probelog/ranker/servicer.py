@@ -6,7 +6,7 @@ import grpc
 
 from probelog.common import convert
 from probelog.common.edge import rpc, time_remaining
-from probelog.common.ids import check_probe_set_id
+from probelog.common.ids import check_probe_set_id, check_top_k
 from probelog.ranker.ranker import Ranker
 from probelog.v1 import ranker_pb2 as pb
 from probelog.v1 import ranker_pb2_grpc as pb_grpc
@@ -24,12 +24,13 @@ class RankerServicer(pb_grpc.RankerServiceServicer):
 
     @rpc
     async def Rank(self, request: pb.RankRequest, context: grpc.aio.ServicerContext) -> pb.RankResponse:
-        check_probe_set_id(request.probe_set_id)
+        probe_set_id = check_probe_set_id(request.probe_set_id)
+        top_k = check_top_k(request.top_k)
         queries = convert.descriptors_to_array(list(request.queries), what="queries")
         result = await self._ranker.rank(
-            request.probe_set_id,
+            probe_set_id,
             queries,
-            request.top_k or 10,
+            top_k,
             one_hit_per_model=request.one_hit_per_model,
             include=list(request.include_model_ids),
             exclude=list(request.exclude_model_ids),

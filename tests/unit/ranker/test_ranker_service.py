@@ -8,6 +8,8 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from probelog.common.errors import DeadlineExceeded, InvalidArgument, NotFound
 from probelog.common.server import create_channel, create_server
@@ -52,8 +54,9 @@ async def test_concurrent_rank_calls_match_the_index(served):
 
 async def test_status_codes(served):
     client, _, _, address = served
-    with pytest.raises(InvalidArgument, match="top_k"):
+    with pytest.raises(InvalidArgument, match="top_k") as bad:
         await client.rank(PROBE_SET, queries(1, 1), 10_001)
+    assert bad.value.field == "top_k"  # the BadRequest field violation survives the hop
     with pytest.raises(InvalidArgument, match="probes"):
         await client.rank(PROBE_SET, np.zeros((1, N_PROBES + 1), dtype=np.float32) + np.arange(N_PROBES + 1), 3)
     with pytest.raises(InvalidArgument, match="constant"):
@@ -65,6 +68,10 @@ async def test_status_codes(served):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Rank(ranker_pb2.RankRequest(probe_set_id="nope", top_k=3))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        status = rpc_status.from_call(caught.value)
+        bad_request = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(bad_request)
+        assert [v.field for v in bad_request.field_violations] == ["probe_set_id"]
         stats = await stub.GetIndexStats(ranker_pb2.GetIndexStatsRequest(probe_set_id=PROBE_SET))
         assert stats.n_probes == N_PROBES and stats.index_bytes > 0 and stats.shard_count == 1
 

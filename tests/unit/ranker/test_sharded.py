@@ -11,7 +11,7 @@ from probelog.common.errors import InvalidArgument, Unavailable
 from probelog.ranker.ranker import Ranker, shard_of
 from probelog.ranker.sharded import ShardedRanker, merge_hits
 from probelog.v1 import types_pb2
-from tests.unit.ranker.support import PROBE_SET, hub, index_of, queries
+from tests.unit.ranker.support import N_PROBES, PROBE_SET, hub, index_of, queries
 
 N_SHARDS = 3
 
@@ -130,8 +130,8 @@ async def test_a_shard_past_the_deadline_is_missing_not_awaited(models):
 
 async def test_request_errors_are_raised_not_counted_as_missing_shards(models):
     sharded = ShardedRanker(shards(models), allow_partial=True)
-    with pytest.raises(InvalidArgument, match="top_k"):
-        await sharded.rank(PROBE_SET, queries(9, 1), 0)
+    with pytest.raises(InvalidArgument, match="probes"):
+        await sharded.rank(PROBE_SET, np.ones((1, N_PROBES + 1), dtype=np.float32), 5)
 
 
 def test_merge_orders_by_score_then_model_id_then_logit():
