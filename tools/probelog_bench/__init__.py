@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from probelog_bench.quality import run_quality
     from probelog.common.runtime import configure_logging
+    from probelog_bench.quality import run_quality
 
     configure_logging("INFO")
     world = Path(args.hub)

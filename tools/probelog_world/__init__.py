@@ -26,7 +26,7 @@ Layout of a built world ``DIR``
 ``clip/<clip_model_name>.json``, ``clip/checkpoint.pt``
     The open_clip model config (the file stem is the model name) and an open_clip checkpoint:
     ``open_clip.add_model_config(json)``, then ``open_clip.create_model_and_transforms(name,
-    pretrained=checkpoint)`` and ``open_clip.get_tokenizer(name)``; :func:`~probelog_world.build.load_clip`
+    pretrained=checkpoint)`` and ``open_clip.get_tokenizer(name)``; :func:`~probelog_world.clip.load_clip`
     does exactly this.
 ``clip/report.json``
     Zero-shot top-1 on held-out single objects over the fine concepts (``fine_top1``) and over

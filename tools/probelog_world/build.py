@@ -1,18 +1,23 @@
-"""Build a world: images, the small CLIP, probe sets and the model hub, resumably.
+"""Build a world: images, the CLIPs, probe sets, foundations and the model hub, resumably.
 
 ``build_world(out, scale, seed)`` runs the stages below in order. Each stage's output is written
 atomically and skipped when a later run finds it, so an interrupted build resumes where it
-stopped (hub models are written one at a time); the finished world gets a ``BUILD_COMPLETE``
-marker, after which ``build_world`` returns at once.
+stopped (a CLIP from its last saved step, hub models one at a time); the finished world gets a
+``BUILD_COMPLETE`` marker, after which ``build_world`` returns at once.
 
 1. ``concepts.json``, ``background.txt``
 2. held-out test objects (``eval/objects.npz``) and the probe sets (``probe_sets/*.npz``)
-3. the CLIP (``clip/``), trained on freshly generated captioned images
-4. foundation backbones (``work/foundations/``), pretrained on every fine concept
+3. the CLIPs: the first is the world's search CLIP (``clip/``), trained on freshly generated
+   captioned images or, at the demo scale, the checkpoint carried by this package; further
+   ones (``work/clips/``) only give their image towers to the hub
+4. foundations (``work/foundations/``): each CLIP's image tower with a linear probe, and
+   backbones trained on every fine concept; each checked on held-out images against the
+   scale's floor, and the build stops with an error below it
 5. the hub (``hub/``), each model written as soon as it is trained; ``ground_truth.json``
-6. ``world.json``, then the marker
+6. at scales that ask for it, ProbeLog's own top-1 over the hub's concepts
+7. ``world.json``, then the marker
 
-Run it as ``python -m probelog_world build --scale tiny --seed 0 --out DIR``.
+Run it as ``probelog world build --scale tiny|demo|bench --seed 0 --out DIR``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from probelog.common.probe_sets import load_probe_set, save_probe_set
+from probelog.common.world_layout import WorldLayout
 from probelog_world.concepts import ConceptSet, background_names, rng_for
 from probelog_world.render import (
     IMAGE_SIZE,
@@ -45,10 +51,45 @@ logger = logging.getLogger(__name__)
 
 #: Bump when the generator, the training recipes or the layout change: a world built by another
 #: version is not reused.
-VERSION = "2"
+VERSION = "3"
 MARKER = "BUILD_COMPLETE"
 PROBE_SETS = ("scenes", "objects", "noise", "shifted")
 DEFAULT_PROBE_SET = "scenes"
+#: The directory of data files carried by this package (the demo's CLIP checkpoint).
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+#: The world's two CLIP architectures, in open_clip's config vocabulary (see
+#: :class:`probelog_world.clip.ClipArchitecture`): a ModifiedResNet image tower (the RN50
+#: family) and a ViT one, as the paper's hub holds CLIP towers of both kinds.
+CLIP_RN: dict[str, Any] = {}
+CLIP_VIT: dict[str, Any] = {"layers": 4, "width": 128, "head_width": 32, "patch_size": 8, "mlp_ratio": 2.0}
+
+
+@dataclass(frozen=True)
+class ClipStage:
+    """One CLIP of a world.
+
+    Attributes
+    ----------
+    name : str
+        Its name as a hub foundation (``clip-rn``); the first CLIP of a scale is also the world's
+        search CLIP.
+    architecture : dict
+        Arguments of :class:`probelog_world.clip.ClipArchitecture` beyond the image size.
+    steps, batch_size : int
+    lr : float
+        Peak learning rate.
+    carried : str
+        A checkpoint file in this package's ``data/`` to use instead of training (its open_clip
+        config beside it, same stem, ``.json``).
+    """
+
+    name: str
+    architecture: dict[str, Any] = field(default_factory=dict)
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 2e-3
+    carried: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,78 +99,131 @@ class Scale:
     Attributes
     ----------
     name : str
-    clip_steps, clip_batch_size : int
-        CLIP optimiser steps and batch size.
+    clips : tuple of ClipStage
+        The first is the search CLIP; every CLIP's image tower is a hub foundation.
     probes : dict
         Probe set name -> number of images.
     eval_per_concept : int
-        Held-out single-object images per fine concept (``eval/objects.npz``).
-    foundation_architectures : tuple of str
-        One foundation backbone is pretrained per architecture listed; the hub only uses these.
+        Held-out single-object images per fine concept (``eval/objects.npz``); the hub's test
+        figures use at most ``test_per_concept`` of them.
+    supervised_foundations : tuple of str
+        Architectures trained on every fine concept as foundations.
     foundation_per_concept, foundation_epochs : int
-        Foundation pretraining data (images per fine concept) and epochs.
+        Their training data (images per fine concept) and epochs.
+    foundation_floor : float
+        The least held-out accuracy over all fine concepts a foundation must reach (supervised
+        ones, and each CLIP tower's linear probe); the build stops with an error below it.
+    check_per_concept : int
+        Held-out images per fine concept for that check (a stream of its own).
     train_per_concept : int
         Hub training pool: images per fine concept, shared by all hub models.
     n_models : int
-    images_per_class, foundation_epochs_range, scratch_epochs_range : (int, int)
-        Ranges the hub plan draws from.
-    max_classes : int
-        Largest label set of a hub model (the smallest is 5).
+    foundation_weights : dict
+        Foundation name -> relative share of the hub's foundation models.
+    scratch_architectures : tuple of str
+    min_classes, max_classes : int
+    mean_extra_classes : float
+    linear_fraction : float
+    epochs, images_per_class : (int, int)
+        See :class:`probelog_world.hub.HubPlan`.
+    test_per_concept : int
     background_size : int
         Names in ``background.txt``.
-    clip_lr : float
-        Peak CLIP learning rate.
+    measure_search : bool
+        Measure ProbeLog's top-1 over the hub's concepts at the end of the build (world.json's
+        ``probelog_top1``).
     """
 
     name: str
-    clip_steps: int
-    clip_batch_size: int
+    clips: tuple[ClipStage, ...]
     probes: dict[str, int]
     eval_per_concept: int
-    foundation_architectures: tuple[str, ...]
+    supervised_foundations: tuple[str, ...]
     foundation_per_concept: int
     foundation_epochs: int
+    foundation_floor: float
+    check_per_concept: int
     train_per_concept: int
     n_models: int
-    images_per_class: tuple[int, int]
-    foundation_epochs_range: tuple[int, int]
-    scratch_epochs_range: tuple[int, int]
-    max_classes: int = 50
+    foundation_weights: dict[str, float]
+    scratch_architectures: tuple[str, ...] = ("mlp-s", "cnn-s", "resnet-s", "vit-s")
+    min_classes: int = 15
+    max_classes: int = 200
+    mean_extra_classes: float = 42.0
+    linear_fraction: float = 0.4
+    epochs: tuple[int, int] = (2, 5)
+    images_per_class: tuple[int, int] = (30, 60)
+    test_per_concept: int = 10
     background_size: int = 500
-    clip_lr: float = 2e-3
+    measure_search: bool = False
+
+    @property
+    def foundations(self) -> tuple[str, ...]:
+        """Every foundation: the CLIP towers, then the supervised backbones."""
+        return tuple(c.name for c in self.clips) + self.supervised_foundations
 
 
 SCALES: dict[str, Scale] = {
+    # For tests: every stage runs, small; no quality claims.
     "tiny": Scale(
         name="tiny",
-        clip_steps=260,
-        clip_batch_size=128,
+        clips=(ClipStage("clip-rn", CLIP_RN, steps=260, batch_size=128),),
         probes={"scenes": 1000, "objects": 500, "noise": 500, "shifted": 500},
         eval_per_concept=8,
-        foundation_architectures=("mlp-s", "cnn-s", "resnet-s", "vit-s"),
+        supervised_foundations=("cnn-s",),
         foundation_per_concept=12,
         foundation_epochs=3,
-        train_per_concept=40,
+        foundation_floor=0.0,
+        check_per_concept=2,
+        train_per_concept=30,
         n_models=12,
-        images_per_class=(24, 40),
-        foundation_epochs_range=(3, 4),
-        scratch_epochs_range=(6, 6),
+        foundation_weights={"clip-rn": 2.0, "cnn-s": 1.0},
+        min_classes=8,
         max_classes=20,
+        mean_extra_classes=5.0,
+        images_per_class=(20, 30),
+        epochs=(2, 3),
+        test_per_concept=4,
+        background_size=500,
     ),
+    # What scripts/demo.sh builds: the CLIP carried by this package, competent foundations and a
+    # hub as App. E's, in minutes.
+    "demo": Scale(
+        name="demo",
+        clips=(ClipStage("clip-rn", CLIP_RN, steps=3000, batch_size=256, carried="clip-rn-seed0.pt"),),
+        probes={"scenes": 2000, "objects": 1000, "noise": 500, "shifted": 1000},
+        eval_per_concept=10,
+        supervised_foundations=("cnn-s",),
+        foundation_per_concept=60,
+        foundation_epochs=12,
+        foundation_floor=0.9,
+        check_per_concept=5,
+        train_per_concept=40,
+        n_models=40,
+        foundation_weights={"clip-rn": 3.0, "cnn-s": 1.0},
+        images_per_class=(25, 40),
+        test_per_concept=10,
+        measure_search=True,
+    ),
+    # For the quality report: the scale of the paper's experiments, about 2.5 hours on 2 cores.
     "bench": Scale(
         name="bench",
-        clip_steps=3000,
-        clip_batch_size=256,
+        clips=(
+            ClipStage("clip-rn", CLIP_RN, steps=3000, batch_size=256),
+            ClipStage("clip-vit", CLIP_VIT, steps=1200, batch_size=256),
+        ),
         probes={"scenes": 4000, "objects": 4000, "noise": 4000, "shifted": 4000},
         eval_per_concept=25,
-        foundation_architectures=("mlp-s", "cnn-s", "resnet-s", "vit-s"),
-        foundation_per_concept=40,
-        foundation_epochs=6,
+        supervised_foundations=("cnn-s", "resnet-s"),
+        foundation_per_concept=100,
+        foundation_epochs=14,
+        foundation_floor=0.9,
+        check_per_concept=5,
         train_per_concept=60,
         n_models=300,
+        foundation_weights={"clip-rn": 4.0, "clip-vit": 2.0, "cnn-s": 1.5, "resnet-s": 1.5},
         images_per_class=(30, 60),
-        foundation_epochs_range=(2, 4),
-        scratch_epochs_range=(5, 7),
+        test_per_concept=10,
     ),
 }
 
@@ -188,14 +282,6 @@ def cached_world(scale: str = "tiny", seed: int = 0, progress: bool = False) -> 
         logger.info("replacing a world built by another version in %s", out)
         shutil.rmtree(out)
     return build_world(out, scale=scale, seed=seed, progress=progress)
-
-
-def load_clip(world_dir: Path) -> tuple[Any, Any, Any]:
-    """``(model, preprocess, tokenizer)`` of a world's CLIP via open_clip; see
-    :func:`probelog_world.clip.load_clip`."""
-    from probelog_world.clip import load_clip as _load_clip
-
-    return _load_clip(Path(world_dir))
 
 
 def build_world(
@@ -272,6 +358,7 @@ class _Builder:
 
     def __init__(self, out: Path, scale: Scale, seed: int, progress: bool, threads: int | None):
         self.out = out
+        self.layout = WorldLayout(out)
         self.scale = scale
         self.seed = seed
         self.progress = progress
@@ -293,12 +380,13 @@ class _Builder:
         self._timed("concepts", self.write_concepts)
         eval_images, eval_labels = self._timed("eval_images", self.write_eval_objects)
         probe_ids = self._timed("probe_sets", self.write_probe_sets)
-        clip_report = self._timed("clip", lambda: self.train_clip(eval_images, eval_labels))
-        self._timed("foundations", self.train_foundations)
-        hub_summary = self._timed("hub", lambda: self.train_hub(eval_images))
+        clip_reports = self._timed("clip", lambda: self.make_clips(eval_images, eval_labels))
+        foundations = self._timed("foundations", self.make_foundations)
+        hub_summary = self._timed("hub", lambda: self.train_hub(eval_images, eval_labels))
+        search = self._timed("search", self.measure_search) if self.scale.measure_search else None
         total = time.perf_counter() - started
-        self._write_world_json(probe_ids, clip_report, hub_summary, total)
-        write_json(self.out / MARKER, _build_params(self.scale, self.seed))
+        self._write_world_json(probe_ids, clip_reports, foundations, hub_summary, search, total)
+        write_json(self.layout.marker, _build_params(self.scale, self.seed))
         logger.info("world built in %.0f s: %s", total, self.out)
         return self.out
 
@@ -315,14 +403,14 @@ class _Builder:
     # -- 1. concepts --------------------------------------------------------------------------
 
     def write_concepts(self) -> None:
-        write_json(self.out / "concepts.json", self.concepts.to_json())
+        write_json(self.layout.concepts_json, self.concepts.to_json())
         names = background_names(self.concepts, self.seed, self.scale.background_size)
-        write_text(self.out / "background.txt", "".join(n + "\n" for n in names))
+        write_text(self.layout.background, "".join(n + "\n" for n in names))
 
     # -- 2. evaluation images and probe sets --------------------------------------------------
 
     def write_eval_objects(self) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
-        path = self.out / "eval" / "objects.npz"
+        path = self.layout.eval_objects
         if path.is_file():
             with np.load(path) as data:
                 return data["images"], data["labels"]
@@ -344,7 +432,7 @@ class _Builder:
         ids: dict[str, dict[str, Any]] = {}
         fine = self.concepts.fine_attributes
         for name in PROBE_SETS:
-            path = self.out / "probe_sets" / f"{name}.npz"
+            path = self.layout.probe_set(name)
             n = self.scale.probes[name]
             if path.is_file():
                 ids[name] = {"id": load_probe_set(path).probe_set_id, "n_probes": n}
@@ -362,101 +450,163 @@ class _Builder:
             else:
                 images, contents = render_dead_leaves(rng, n, IMAGE_SIZE), None
             if contents is not None:
-                write_npz(self.out / "eval" / f"probe_contents_{name}.npz", contents=contents)
+                write_npz(self.layout.probe_contents(name), contents=contents)
             ids[name] = {"id": save_probe_set(path, f"world-{name}", images), "n_probes": n}
         return ids
 
-    # -- 3. CLIP ------------------------------------------------------------------------------
+    # -- 3. CLIPs -----------------------------------------------------------------------------
 
-    def train_clip(
+    def _clip_dir(self, index: int) -> Path:
+        return self.layout.clip_dir if index == 0 else self.out / "work" / "clips" / self.scale.clips[index].name
+
+    def make_clips(
         self, eval_images: npt.NDArray[np.uint8], eval_labels: npt.NDArray[np.int64]
-    ) -> dict[str, Any]:
+    ) -> dict[str, dict[str, Any]]:
+        """Train (or unpack) every CLIP; returns each one's report by name."""
         from probelog_world.clip import (
             CHECKPOINT_NAME,
+            CLIP_MODEL_NAME,
             REPORT_NAME,
             ClipArchitecture,
             ClipTraining,
+            check_report,
+            install_carried,
             train_clip,
         )
 
-        clip_dir = self.out / "clip"
-        report_path = clip_dir / REPORT_NAME
-        if (clip_dir / CHECKPOINT_NAME).is_file() and report_path.is_file():
-            return dict(json.loads(report_path.read_text()))
-        scenes = load_probe_set(self.out / "probe_sets" / "scenes.npz").images
-        with np.load(self.out / "eval" / "probe_contents_scenes.npz") as data:
+        scenes = load_probe_set(self.layout.probe_set("scenes")).images
+        with np.load(self.layout.probe_contents("scenes")) as data:
             contents = data["contents"]
-        training = ClipTraining(
-            steps=self.scale.clip_steps,
-            batch_size=self.scale.clip_batch_size,
-            lr=self.scale.clip_lr,
-            warmup_steps=max(10, min(200, self.scale.clip_steps // 10)),
-        )
-        return train_clip(
-            clip_dir,
-            self.concepts,
-            ClipArchitecture(image_size=IMAGE_SIZE),
-            training,
-            self.seed,
-            (eval_images, eval_labels),
-            (scenes, contents),
-            progress=self.progress,
-        )
+        reports = {}
+        for i, stage in enumerate(self.scale.clips):
+            clip_dir = self._clip_dir(i)
+            model_name = CLIP_MODEL_NAME if i == 0 else f"{CLIP_MODEL_NAME}-{stage.name}"
+            arch = ClipArchitecture(image_size=IMAGE_SIZE, **stage.architecture)
+            training = ClipTraining(
+                steps=stage.steps,
+                batch_size=stage.batch_size,
+                lr=stage.lr,
+                warmup_steps=max(10, min(200, stage.steps // 10)),
+            )
+            report_path = clip_dir / REPORT_NAME
+            if (clip_dir / CHECKPOINT_NAME).is_file() and report_path.is_file():
+                report = dict(json.loads(report_path.read_text()))
+                check_report(report, arch, training, report_path)
+            elif stage.carried:
+                report = install_carried(
+                    DATA_DIR / stage.carried, clip_dir, model_name, arch, training, self.concepts,
+                    (eval_images, eval_labels), (scenes, contents),
+                )
+            else:
+                report = train_clip(
+                    clip_dir,
+                    self.concepts,
+                    arch,
+                    training,
+                    self.seed,
+                    (eval_images, eval_labels),
+                    (scenes, contents),
+                    progress=self.progress,
+                    model_name=model_name,
+                )
+            reports[stage.name] = report
+        return reports
 
     # -- 4. foundations -----------------------------------------------------------------------
 
-    def _foundation_path(self, arch: str) -> Path:
-        return self.out / "work" / "foundations" / f"{arch}.pt"
+    def _foundation_path(self, name: str) -> Path:
+        return self.out / "work" / "foundations" / f"{name}.pt"
 
-    def train_foundations(self) -> None:
-        from probelog_world.hub import ObjectPool, train_foundation
+    def make_foundations(self) -> dict[str, dict[str, Any]]:
+        """Every foundation, checked on held-out images; returns each one's report by name."""
+        import torch
 
-        todo = [a for a in self.scale.foundation_architectures if not self._foundation_path(a).is_file()]
-        if not todo:
-            return
-        pool = ObjectPool.generate(
-            self.concepts, self.scale.foundation_per_concept, self.seed, "foundation", IMAGE_SIZE
-        )
+        from probelog_world.clip import CHECKPOINT_NAME
+        from probelog_world.hub import ObjectPool, clip_tower_foundation, train_foundation
+
         reports_path = self.out / "work" / "foundations" / "reports.json"
-        for arch in todo:
-            report = train_foundation(
-                arch,
-                pool,
-                self.scale.foundation_epochs,
-                int(rng_for(self.seed, "foundation", arch).integers(2**31 - 1)),
-                IMAGE_SIZE,
-                self._foundation_path(arch),
-                progress=self.progress,
+        reports: dict[str, dict[str, Any]] = (
+            json.loads(reports_path.read_text()) if reports_path.is_file() else {}
+        )
+        todo = [n for n in self.scale.foundations if not self._foundation_path(n).is_file()]
+        if todo:
+            pool = ObjectPool.generate(
+                self.concepts, self.scale.foundation_per_concept, self.seed, "foundation", IMAGE_SIZE
             )
-            reports = json.loads(reports_path.read_text()) if reports_path.is_file() else {}
-            reports[arch] = report
-            write_json(reports_path, reports)
+            check = ObjectPool.generate(
+                self.concepts, self.scale.check_per_concept, self.seed, "foundation-check", IMAGE_SIZE
+            )
+            for i, stage in enumerate(self.scale.clips):
+                if stage.name not in todo:
+                    continue
+                clip_dir = self._clip_dir(i)
+                (config_path,) = [p for p in clip_dir.glob("*.json") if p.name != "report.json"]
+                state = torch.load(clip_dir / CHECKPOINT_NAME, map_location="cpu", weights_only=True)["state_dict"]
+                visual = {k[len("visual.") :]: v.float() for k, v in state.items() if k.startswith("visual.")}
+                reports[stage.name] = clip_tower_foundation(
+                    stage.name,
+                    json.loads(config_path.read_text()),
+                    visual,
+                    pool,
+                    check,
+                    self.scale.foundation_floor,
+                    IMAGE_SIZE,
+                    self._foundation_path(stage.name),
+                )
+                write_json(reports_path, reports)
+            for arch in self.scale.supervised_foundations:
+                if arch not in todo:
+                    continue
+                reports[arch] = train_foundation(
+                    arch,
+                    pool,
+                    check,
+                    self.scale.foundation_epochs,
+                    self.scale.foundation_floor,
+                    int(rng_for(self.seed, "foundation", arch).integers(2**31 - 1)),
+                    IMAGE_SIZE,
+                    self._foundation_path(arch),
+                    progress=self.progress,
+                )
+                write_json(reports_path, reports)
+        return {n: {k: v for k, v in reports[n].items() if k != "losses"} for n in self.scale.foundations}
 
     # -- 5. hub -------------------------------------------------------------------------------
 
-    def train_hub(self, eval_images: npt.NDArray[np.uint8]) -> dict[str, Any]:
+    def hub_plan(self) -> list[Any]:
+        from probelog_world.hub import HubPlan, plan_hub
+
+        plan = HubPlan(
+            n_models=self.scale.n_models,
+            foundations=self.scale.foundations,
+            foundation_weights=tuple(self.scale.foundation_weights[n] for n in self.scale.foundations),
+            scratch_architectures=self.scale.scratch_architectures,
+            min_classes=self.scale.min_classes,
+            max_classes=self.scale.max_classes,
+            mean_extra_classes=self.scale.mean_extra_classes,
+            linear_fraction=self.scale.linear_fraction,
+            epochs=self.scale.epochs,
+            images_per_class=self.scale.images_per_class,
+        )
+        return plan_hub(self.concepts, plan, self.seed)
+
+    def train_hub(
+        self, eval_images: npt.NDArray[np.uint8], eval_labels: npt.NDArray[np.int64]
+    ) -> dict[str, Any]:
         import torch
         from tqdm import tqdm
 
         from probelog_world.export import export_to_repository
-        from probelog_world.hub import HubPlan, ModelSpec, ObjectPool, plan_hub, train_hub_model
+        from probelog_world.hub import EvalSet, FoundationCache, ModelSpec, ObjectPool, train_hub_model
 
-        plan = HubPlan(
-            n_models=self.scale.n_models,
-            architectures=self.scale.foundation_architectures,
-            max_classes=self.scale.max_classes,
-            foundation_epochs=self.scale.foundation_epochs_range,
-            scratch_epochs=self.scale.scratch_epochs_range,
-            images_per_class=self.scale.images_per_class,
-        )
-        specs = plan_hub(self.concepts, plan, self.seed)
+        specs = self.hub_plan()
         plan_path = self.out / "work" / "plan.json"
         plan_json = [s.to_json() for s in specs]
         if plan_path.is_file() and json.loads(plan_path.read_text()) != plan_json:
             raise ValueError(f"{plan_path} differs from this build's hub plan; rebuild from scratch")
         write_json(plan_path, plan_json)
 
-        hub_dir = self.out / "hub"
+        hub_dir = self.layout.hub
         records_dir = self.out / "work" / "ground_truth"
         staging = self.out / "work" / "staging"
         staging.mkdir(parents=True, exist_ok=True)
@@ -473,8 +623,13 @@ class _Builder:
             train_pool = ObjectPool.generate(
                 self.concepts, self.scale.train_per_concept, self.seed, "train", IMAGE_SIZE
             )
-            test_pool = ObjectPool(eval_images, self.scale.eval_per_concept)
-            foundations = {a: self._foundation_path(a) for a in self.scale.foundation_architectures}
+            keep = np.concatenate(
+                [np.flatnonzero(eval_labels == c)[: self.scale.test_per_concept] for c in np.unique(eval_labels)]
+            )
+            eval_set = EvalSet(eval_images[keep], eval_labels[keep])
+            foundations = FoundationCache(
+                {n: self._foundation_path(n) for n in self.scale.foundations}, IMAGE_SIZE, train_pool, eval_set
+            )
             check = np.random.default_rng(0).random((4, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
             bar = tqdm(
                 total=len(specs),
@@ -483,16 +638,9 @@ class _Builder:
                 unit="model",
                 disable=not self.progress,
             )
-            for spec in todo:
-                model, record = train_hub_model(
-                    spec,
-                    self.concepts,
-                    train_pool,
-                    test_pool,
-                    foundations,
-                    IMAGE_SIZE,
-                    test_per_class=self.scale.eval_per_concept,
-                )
+            # Models of one foundation one after another: its features are computed once.
+            for spec in sorted(todo, key=lambda s: (s.init, s.name)):
+                model, record = train_hub_model(spec, self.concepts, train_pool, eval_set, foundations, IMAGE_SIZE)
                 # The record first, the model second: a model directory in the repository
                 # always has its ground truth.
                 write_json(records_dir / f"{spec.name}.json", record)
@@ -504,20 +652,35 @@ class _Builder:
         shutil.rmtree(staging, ignore_errors=True)
 
         records = {s.name: json.loads((records_dir / f"{s.name}.json").read_text()) for s in specs}
-        write_json(self.out / "ground_truth.json", {"models": records})
+        write_json(self.layout.ground_truth, {"models": records})
         return summarise_hub(records)
 
-    # -- 6. world.json ------------------------------------------------------------------------
+    # -- 6. ProbeLog on its own hub -----------------------------------------------------------
+
+    def measure_search(self) -> dict[str, Any]:
+        from probelog_world.evaluate import measure_probelog
+
+        path = self.out / "work" / "search.json"
+        if path.is_file():
+            return dict(json.loads(path.read_text()))
+        result = measure_probelog(self.layout)
+        write_json(path, result)
+        return result
+
+    # -- 7. world.json ------------------------------------------------------------------------
 
     def _write_world_json(
         self,
         probe_ids: dict[str, dict[str, Any]],
-        clip_report: dict[str, Any],
+        clip_reports: dict[str, dict[str, Any]],
+        foundations: dict[str, dict[str, Any]],
         hub_summary: dict[str, Any],
+        search: dict[str, Any] | None,
         total_seconds: float,
     ) -> None:
         from probelog_world.clip import CLIP_MODEL_NAME
 
+        clip_report = clip_reports[self.scale.clips[0].name]
         info = {
             "scale": self.scale.name,
             "seed": self.seed,
@@ -532,42 +695,63 @@ class _Builder:
                 "coarse": clip_report.get("coarse_top1"),
             },
             "clip_scene_auc": clip_report.get("scene_auc"),
+            "clip_text_selectivity": clip_report.get("text_selectivity"),
+            "clips": {
+                name: {k: r.get(k) for k in ("fine_top1", "coarse_top1", "scene_auc", "text_selectivity", "carried")}
+                | {"steps": r.get("training", {}).get("steps")}
+                for name, r in clip_reports.items()
+            },
             "default_probe_set": DEFAULT_PROBE_SET,
             "probe_sets": {
                 name: {**meta, "path": f"probe_sets/{name}.npz"} for name, meta in probe_ids.items()
             },
             "n_concepts": {"fine": len(self.concepts.fine), "coarse": len(self.concepts.coarse)},
-            "background_size": len((self.out / "background.txt").read_text().split("\n")) - 1,
+            "background_size": len(self.layout.background.read_text().split("\n")) - 1,
+            "foundations": foundations,
             "hub": hub_summary,
+            "probelog_top1": search,
             "scale_parameters": asdict(self.scale),
             "timings_seconds": {"this_run": self.timings, "all_runs": self.previous_timings},
             "build_seconds": round(total_seconds, 1),
         }
-        write_json(self.out / "world.json", info)
+        write_json(self.layout.world_json, info)
 
 
 def summarise_hub(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Counts and mean test accuracy of the hub, overall and per family, init and kind."""
+    """Counts, mean test accuracy and mean logit PR-AUC of the hub, overall and by group."""
     acc = np.array([r["test_accuracy"] for r in records.values()], dtype=np.float64)
+    pr_auc = np.array([v for r in records.values() for v in r.get("logit_pr_auc", [])], dtype=np.float64)
+    sizes = np.array([len(r["concepts"]) for r in records.values()], dtype=np.float64)
 
     def by(key: str) -> dict[str, dict[str, float]]:
-        groups: dict[str, list[float]] = {}
+        groups: dict[str, list[dict[str, Any]]] = {}
         for r in records.values():
             value = r[key].split(":")[0] if key == "init" else r[key]
-            groups.setdefault(value, []).append(r["test_accuracy"])
+            groups.setdefault(value, []).append(r)
         return {
-            k: {"n_models": len(v), "mean_test_accuracy": round(float(np.mean(v)), 4)}
+            k: {
+                "n_models": len(v),
+                "mean_test_accuracy": round(float(np.mean([r["test_accuracy"] for r in v])), 4),
+                "mean_logit_pr_auc": round(float(np.mean([x for r in v for x in r.get("logit_pr_auc", [np.nan])])), 4),
+            }
             for k, v in sorted(groups.items())
         }
 
     return {
         "n_models": len(records),
-        "n_logits": int(sum(len(r["concepts"]) for r in records.values())),
+        "n_logits": int(sizes.sum()),
+        "logits_per_model": {
+            "mean": round(float(sizes.mean()), 1) if sizes.size else None,
+            "min": int(sizes.min()) if sizes.size else None,
+            "max": int(sizes.max()) if sizes.size else None,
+        },
         "n_distinct_concepts": len({c for r in records.values() for c in r["concepts"]}),
         "mean_test_accuracy": round(float(acc.mean()), 4) if acc.size else None,
         "min_test_accuracy": round(float(acc.min()), 4) if acc.size else None,
+        "mean_logit_pr_auc": round(float(pr_auc.mean()), 4) if pr_auc.size else None,
         "by_family": by("family"),
         "by_init": by("init"),
+        "by_method": by("method"),
         "by_kind": by("kind"),
     }
 

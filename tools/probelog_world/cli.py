@@ -40,11 +40,15 @@ DESCRIPTION = (
 
 
 def add_commands(parser: argparse.ArgumentParser) -> None:
-    """Add the ``build`` and ``info`` subcommands to ``parser``."""
+    """Add the ``build``, ``clip`` and ``info`` subcommands to ``parser``."""
     commands = parser.add_subparsers(dest="world_command", metavar="COMMAND", required=True)
 
     build = commands.add_parser("build", help="build a world (resumes an interrupted build)")
-    build.add_argument("--scale", choices=("tiny", "bench"), default="tiny")
+    build.add_argument(
+        "--scale", choices=("tiny", "demo", "bench"), default="tiny",
+        help="tiny: for tests, no quality claims; demo: what scripts/demo.sh builds (minutes); "
+        "bench: the quality report's hub (hours)",
+    )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument(
         "--out",
@@ -57,9 +61,24 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     build.set_defaults(func=_build)
 
+    clip = commands.add_parser(
+        "clip",
+        help="train a world CLIP on its own (resumable), as a build's CLIP stage does",
+        description="Train the world's CLIP (the ModifiedResNet one a build's first CLIP stage trains) into "
+        "OUT; with --half, also write a float16 copy, as the demo scale carries.",
+    )
+    clip.add_argument("--out", type=Path, required=True, help="directory for the config, checkpoint and report")
+    clip.add_argument("--seed", type=int, default=0)
+    clip.add_argument("--steps", type=int, default=3000)
+    clip.add_argument("--batch-size", type=int, default=256)
+    clip.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps the result reproducible)")
+    clip.add_argument("--half", type=Path, default=None, help="also write a float16 checkpoint here")
+    clip.add_argument("--no-progress", action="store_true", help="no progress bar")
+    clip.set_defaults(func=_clip)
+
     info = commands.add_parser("info", help="summarise a built world")
     info.add_argument("dir", type=Path, nargs="?", default=None, help="world directory")
-    info.add_argument("--scale", choices=("tiny", "bench"), default="tiny")
+    info.add_argument("--scale", choices=("tiny", "demo", "bench"), default="tiny")
     info.add_argument("--seed", type=int, default=0)
     info.set_defaults(func=_info)
 
@@ -70,6 +89,35 @@ def _build(args: argparse.Namespace) -> int:
     out = args.out or default_world_dir(args.scale, args.seed)
     build_world(out, scale=args.scale, seed=args.seed, progress=not args.no_progress, threads=args.threads)
     _print_summary(out)
+    return 0
+
+
+def _clip(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from probelog_world.build import CLIP_RN, IMAGE_SIZE
+    from probelog_world.clip import CHECKPOINT_NAME, ClipArchitecture, ClipTraining, save_half, train_clip
+    from probelog_world.concepts import ConceptSet, rng_for
+    from probelog_world.render import render_objects
+
+    if args.steps < 1 or args.batch_size < 2 or args.threads < 1:
+        print("error: --steps, --threads must be at least 1 and --batch-size at least 2", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    concepts = ConceptSet()
+    # Held-out objects for the report, from the stream a world's eval/objects.npz uses.
+    per = 4
+    labels = np.repeat(np.arange(len(concepts.fine), dtype=np.int64), per)
+    images = render_objects(rng_for(args.seed, "pool", "eval"), concepts.fine_attributes[labels], IMAGE_SIZE)
+    arch = ClipArchitecture(image_size=IMAGE_SIZE, **CLIP_RN)
+    training = ClipTraining(
+        steps=args.steps, batch_size=args.batch_size, warmup_steps=max(10, min(200, args.steps // 10))
+    )
+    report = train_clip(args.out, concepts, arch, training, args.seed, (images, labels), progress=not args.no_progress)
+    if args.half is not None:
+        save_half(args.out / CHECKPOINT_NAME, args.half, arch)
+    print(json.dumps({k: report[k] for k in ("fine_top1", "coarse_top1", "text_selectivity", "train_seconds")}))
     return 0
 
 
@@ -93,7 +141,12 @@ def _print_summary(out: Path) -> None:
         "clip_model_name": info["clip_model_name"],
         "clip_zero_shot_top1": info["clip_zero_shot_top1"],
         "probe_sets": {k: v["id"] for k, v in info["probe_sets"].items()},
-        "hub": {k: info["hub"][k] for k in ("n_models", "n_logits", "mean_test_accuracy")},
+        "foundations": {k: v.get("heldout_accuracy") for k, v in info.get("foundations", {}).items()},
+        "hub": {
+            k: info["hub"].get(k)
+            for k in ("n_models", "n_logits", "logits_per_model", "mean_test_accuracy", "mean_logit_pr_auc")
+        },
+        "probelog_top1": info.get("probelog_top1"),
         "build_seconds": info["build_seconds"],
     }
     print(json.dumps(summary, indent=2))

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from probelog_world.captions import Captioner, prompts
 from probelog_world.concepts import COARSE_KINDS, ConceptSet, rng_for
+from probelog_world.models import param_groups
 from probelog_world.render import render_objects, render_scenes
 
 logger = logging.getLogger(__name__)
@@ -282,6 +283,7 @@ def zero_shot_report(
         by_kind[kind] = float(np.mean(correct))
     report["coarse_top1_by_kind"] = by_kind
     report["coarse_top1"] = float(np.mean(list(by_kind.values())))
+    report["text_selectivity"] = text_selectivity(image_emb, object_ids, fine_text)
     if scene_images is not None and scene_contents is not None:
         scene_emb = encode_images(model, scene_images)
         sims = scene_emb @ fine_text.T  # (m, n_fine)
@@ -290,6 +292,32 @@ def zero_shot_report(
         present[rows, scene_contents[rows, cols]] = True
         report["scene_auc"] = float(np.nanmean(_column_auc(sims, present)))
     return report
+
+
+def text_selectivity(
+    image_emb: npt.NDArray[np.float32], image_ids: npt.NDArray[np.int64], text_emb: npt.NDArray[np.float32]
+) -> float:
+    """Mean R-precision of each fine concept's text query over held-out single objects.
+
+    For concept c with m_c images among them, the share of the m_c images most similar to c's
+    prompt that show c; 1.0 is the ceiling. It tells how selective a text descriptor can be on
+    a probe set of single objects.
+
+    Parameters
+    ----------
+    image_emb : ndarray of shape (n, d), float32
+    image_ids : ndarray of shape (n,), int64
+        Fine concept index of each image.
+    text_emb : ndarray of shape (n_fine, d), float32
+        One prompt embedding per fine concept, in concept order.
+    """
+    sims = text_emb @ image_emb.T  # (n_fine, n)
+    shares = []
+    for c in np.unique(image_ids):
+        m = int(np.sum(image_ids == c))
+        top = np.argpartition(-sims[c], m - 1)[:m]
+        shares.append(float(np.mean(image_ids[top] == c)))
+    return float(np.mean(shares))
 
 
 def _attribute_names(row: npt.NDArray[np.int64]) -> tuple[str, str, str]:
@@ -306,20 +334,6 @@ def _column_auc(scores: npt.NDArray[np.float32], labels: npt.NDArray[np.bool_]) 
     rank_sum = (ranks * labels).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg), dtype=np.float64)
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # As open_clip's own training: no decay on gains, biases, norms and the temperature.
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": decay, "weight_decay": weight_decay},
-    ]
 
 
 def _lr_at(step: int, cfg: ClipTraining) -> float:
@@ -378,7 +392,7 @@ class ClipTrainer:
         self.training = training
         self.image_size = image_size
         self.optimiser = torch.optim.AdamW(
-            _param_groups(self.model, training.weight_decay), lr=training.lr, betas=(0.9, 0.98), eps=1e-6
+            param_groups(self.model, training.weight_decay), lr=training.lr, betas=(0.9, 0.98), eps=1e-6
         )
         self.captioner = Captioner(concepts)
         self.fine_attrs = concepts.fine_attributes
@@ -477,8 +491,9 @@ def train_clip(
     eval_scenes: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None = None,
     progress: bool = True,
     save_every: int = 250,
+    model_name: str = CLIP_MODEL_NAME,
 ) -> dict[str, Any]:
-    """Train the world's CLIP and write its config, checkpoint and report into ``out_dir``.
+    """Train a CLIP of the world and write its config, checkpoint and report into ``out_dir``.
 
     Parameters
     ----------
@@ -497,13 +512,15 @@ def train_clip(
         Show a progress bar.
     save_every : int
         Steps between saves of the training state.
+    model_name : str
+        The name open_clip knows the model by (the config file's stem).
 
     Returns
     -------
     dict
         The report written to ``report.json``.
     """
-    config_path = write_model_config(out_dir, arch)
+    config_path = write_model_config(out_dir, arch, model_name)
     trainer = ClipTrainer(config_path.stem, concepts, training, arch.image_size, seed)
     state_path = out_dir / "train_state.pt"
     if state_path.is_file():
@@ -526,6 +543,7 @@ def train_clip(
     )
     report.update(
         {
+            "carried": False,
             "model_name": trainer.model_name,
             "architecture": asdict(arch),
             "training": asdict(training),
@@ -546,6 +564,84 @@ def train_clip(
         report["coarse_top1"],
     )
     return report
+
+
+def check_report(report: dict[str, Any], arch: ClipArchitecture, training: ClipTraining, path: Path) -> None:
+    """Refuse a finished CLIP trained with another architecture or recipe than the build asks for."""
+    if report.get("architecture") != json.loads(json.dumps(asdict(arch))) or report.get("training") != json.loads(
+        json.dumps(asdict(training))
+    ):
+        raise ValueError(
+            f"{path} describes a CLIP trained with {report.get('architecture')} / {report.get('training')}, not "
+            f"{asdict(arch)} / {asdict(training)}; remove its directory to train it again"
+        )
+
+
+def install_carried(
+    checkpoint: Path,
+    out_dir: Path,
+    model_name: str,
+    arch: ClipArchitecture,
+    training: ClipTraining,
+    concepts: ConceptSet,
+    eval_objects: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]],
+    eval_scenes: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None = None,
+) -> dict[str, Any]:
+    """Install a CLIP checkpoint carried by the package (float16) as a world's CLIP, and report on it.
+
+    The checkpoint was produced by :func:`train_clip` with ``arch`` and ``training`` (its
+    provenance is in ``data/README.md``); its config beside it must equal ``arch``'s.
+
+    Returns
+    -------
+    dict
+        The report written to ``out_dir/report.json`` (``carried`` is true).
+    """
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if saved.get("architecture") != json.loads(json.dumps(asdict(arch))):
+        raise ValueError(f"{checkpoint} holds a CLIP of architecture {saved.get('architecture')}, not {asdict(arch)}")
+    config_path = write_model_config(out_dir, arch, model_name)
+    model = open_clip.create_model(config_path.stem)
+    model.load_state_dict({k: v.float() for k, v in saved["state_dict"].items()})
+    model.eval()
+    _save_checkpoint(out_dir / CHECKPOINT_NAME, model, model_name, int(saved["step"]))
+    report = zero_shot_report(
+        model,
+        open_clip.get_tokenizer(model_name),
+        concepts,
+        eval_objects[0],
+        eval_objects[1],
+        *(eval_scenes if eval_scenes is not None else (None, None)),
+    )
+    report.update(
+        {
+            "carried": True,
+            "carried_file": checkpoint.name,
+            "model_name": model_name,
+            "architecture": asdict(arch),
+            "training": asdict(training),
+            "pairs_seen": int(saved["step"]) * training.batch_size,
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        }
+    )
+    _write_json(out_dir / REPORT_NAME, report)
+    return report
+
+
+def save_half(checkpoint: Path, out: Path, arch: ClipArchitecture) -> Path:
+    """A float16 copy of a trained CLIP checkpoint (what the demo scale carries), with its
+    architecture recorded so a build can check it."""
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    _atomic_torch_save(
+        {
+            "step": int(saved.get("step", 0)),
+            "name": saved.get("name"),
+            "architecture": json.loads(json.dumps(asdict(arch))),
+            "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in saved["state_dict"].items()},
+        },
+        out,
+    )
+    return out
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, name: str, steps: int) -> None:

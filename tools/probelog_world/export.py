@@ -44,16 +44,23 @@ def onnx_bytes(model: torch.nn.Module, image_size: int) -> bytes:
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
         # onnxscript; for these plain feed-forward graphs both give the same ops.
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            (torch.zeros(1, 3, image_size, image_size),),
-            path,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
+        # nn.MultiheadAttention (CLIP image towers) takes a fused fast path in eval mode that has
+        # no ONNX symbol; the plain path exports to standard ops and computes the same.
+        fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            torch.onnx.export(
+                model,
+                (torch.zeros(1, 3, image_size, image_size),),
+                path,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
         data = path.read_bytes()
     onnx.checker.check_model(onnx.load_from_string(data))
     return data

@@ -11,7 +11,12 @@ mlp        2x2 average pooling, then a two-layer perceptron on the pixels
 cnn        plain VGG-style stack: stride-2 stem, conv-BN-ReLU and max pooling, global average
 resnet     ResNet with basic blocks, stride-2 stem, global average pooling
 vit        patch embedding, pre-norm transformer encoder, class token
+clip       the image tower of one of the world's CLIPs (open_clip's own module), as the paper's
+           hub fine-tunes CLIP image towers; its output is the CLIP image embedding
 =========  ===================================================================
+
+A CLIP tower normalises with its CLIP's statistics (open_clip's defaults), every other family
+with the world's own.
 """
 
 from __future__ import annotations
@@ -166,12 +171,43 @@ class ViTBackbone(nn.Module):
         return out
 
 
+class ClipVisualBackbone(nn.Module):
+    """A CLIP image tower built by open_clip from its vision config; outputs the image embedding.
+
+    Parameters
+    ----------
+    image_size : int
+        Must equal ``vision_cfg["image_size"]``.
+    embed_dim : int
+        The CLIP's joint embedding width (the tower's output).
+    vision_cfg : dict
+        open_clip's ``vision_cfg`` (the world CLIP's model config).
+    """
+
+    #: open_clip's default image statistics, which the world's CLIPs are trained with.
+    mean = (0.48145466, 0.4578275, 0.40821073)
+    std = (0.26862954, 0.26130258, 0.27577711)
+
+    def __init__(self, image_size: int, embed_dim: int, vision_cfg: dict[str, Any]) -> None:
+        super().__init__()
+        from open_clip.model import CLIPVisionCfg, _build_vision_tower
+
+        if int(vision_cfg["image_size"]) != image_size:
+            raise ValueError(f"the CLIP tower takes {vision_cfg['image_size']} px images, not {image_size}")
+        self.visual = _build_vision_tower(embed_dim, CLIPVisionCfg(**vision_cfg))
+        self.out_features = embed_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.visual(x)
+        return out
+
+
 class Classifier(nn.Module):
     """A hub model: images in [0, 1] of shape (n, 3, H, W) -> logits of shape (n, n_classes)."""
 
     def __init__(self, backbone: nn.Module, n_classes: int) -> None:
         super().__init__()
-        self.normalise = Normalise()
+        self.normalise = Normalise(getattr(backbone, "mean", IMAGE_MEAN), getattr(backbone, "std", IMAGE_STD))
         self.backbone = backbone
         self.head = nn.Linear(int(backbone.out_features), n_classes)  # type: ignore[arg-type]
 
@@ -201,6 +237,7 @@ _BACKBONES: dict[str, Callable[..., nn.Module]] = {
     "cnn": ConvBackbone,
     "resnet": ResNetBackbone,
     "vit": ViTBackbone,
+    "clip": ClipVisualBackbone,
 }
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -217,3 +254,27 @@ ARCHITECTURES: dict[str, Architecture] = {
     )
 }
 FAMILIES: tuple[str, ...] = tuple(_BACKBONES)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups that decay only matrices and kernels, as open_clip's own training:
+    no decay on gains, biases, norms, embeddings of one dimension and the CLIP temperature."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "bn" in name or "ln" in name or "norm" in name or "bias" in name or "logit_scale" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": weight_decay},
+    ]
+
+
+def clip_tower_architecture(name: str, open_clip_config: dict[str, Any]) -> Architecture:
+    """The architecture of a CLIP's image tower, from the CLIP's open_clip model config."""
+    return Architecture(
+        name, "clip", {"embed_dim": int(open_clip_config["embed_dim"]), "vision_cfg": open_clip_config["vision_cfg"]}
+    )

@@ -7,25 +7,43 @@ import numpy as np
 import pytest
 
 from probelog.common.probe_sets import load_probe_set
-from probelog_world.build import MARKER, PROBE_SETS, Scale, build_world, is_complete
+from probelog_world.build import (
+    CLIP_RN,
+    CLIP_VIT,
+    MARKER,
+    PROBE_SETS,
+    SCALES,
+    ClipStage,
+    Scale,
+    build_world,
+    is_complete,
+)
 from probelog_world.concepts import ConceptSet
 
 MICRO = Scale(
     name="micro",
-    clip_steps=2,
-    clip_batch_size=16,
-    probes={"scenes": 48, "objects": 24, "noise": 24, "shifted": 24},
+    clips=(
+        ClipStage("clip-rn", CLIP_RN, steps=2, batch_size=16),
+        ClipStage("clip-vit", CLIP_VIT, steps=2, batch_size=16),
+    ),
+    probes={"scenes": 64, "objects": 24, "noise": 24, "shifted": 24},
     eval_per_concept=1,
-    foundation_architectures=("mlp-s", "cnn-s"),
+    supervised_foundations=("cnn-s",),
     foundation_per_concept=1,
     foundation_epochs=1,
+    foundation_floor=0.0,
+    check_per_concept=1,
     train_per_concept=2,
     n_models=3,
-    images_per_class=(2, 2),
-    foundation_epochs_range=(1, 1),
-    scratch_epochs_range=(1, 1),
+    foundation_weights={"clip-rn": 1.0, "clip-vit": 1.0, "cnn-s": 1.0},
+    min_classes=3,
     max_classes=6,
+    mean_extra_classes=2.0,
+    images_per_class=(2, 2),
+    epochs=(1, 1),
+    test_per_concept=1,
     background_size=40,
+    measure_search=True,
 )
 
 
@@ -41,7 +59,14 @@ def test_layout(micro_world: Path) -> None:
     assert (micro_world / "clip" / f"{name}.json").is_file()
     assert (micro_world / "clip" / "checkpoint.pt").is_file()
     report = json.loads((micro_world / "clip" / "report.json").read_text())
-    assert {"fine_top1", "coarse_top1", "loss_curve"} <= set(report)
+    assert {"fine_top1", "coarse_top1", "text_selectivity", "loss_curve"} <= set(report)
+    assert set(info["clips"]) == {"clip-rn", "clip-vit"}
+    # Every foundation was checked on held-out images, and the hub's figures are recorded.
+    assert set(info["foundations"]) == {"clip-rn", "clip-vit", "cnn-s"}
+    assert all(0.0 <= f["heldout_accuracy"] <= 1.0 for f in info["foundations"].values())
+    assert 0.0 < info["hub"]["mean_logit_pr_auc"] <= 1.0
+    assert info["probelog_top1"]["n_logits"] == info["hub"]["n_logits"]
+    assert 0.0 <= info["probelog_top1"]["top1"] <= info["probelog_top1"]["top5"] <= 1.0
     for probe_set in PROBE_SETS:
         loaded = load_probe_set(micro_world / "probe_sets" / f"{probe_set}.npz")
         assert loaded.images.shape == (MICRO.probes[probe_set], 48, 48, 3)
@@ -64,7 +89,8 @@ def test_hub_and_ground_truth(micro_world: Path) -> None:
     all_names = {c["name"] for c in json.loads((micro_world / "concepts.json").read_text())}
     for name, record in truth.items():
         assert set(record["concepts"]) <= all_names
-        assert len(record["logit_accuracy"]) == len(record["concepts"])
+        assert len(record["logit_accuracy"]) == len(record["concepts"]) == len(record["logit_pr_auc"])
+        assert record["method"] in ("linear", "lp-ft", "scratch")
         config = (micro_world / "hub" / name / "config.pbtxt").read_text()
         assert f"dims: [ {len(record['concepts'])} ]" in config
         assert not any(c in config for c in record["concepts"])
@@ -97,3 +123,14 @@ def test_finished_build_is_cached_and_interrupted_build_resumes(micro_world: Pat
 def test_refuses_to_mix_worlds(micro_world: Path) -> None:
     with pytest.raises(ValueError, match=r"built with"):
         build_world(micro_world, MICRO, seed=6, progress=False)
+
+
+def test_scales_follow_their_budgets() -> None:
+    # Competent foundations wherever quality is claimed; the tiny world makes no claim.
+    assert SCALES["tiny"].foundation_floor == 0.0
+    assert SCALES["demo"].foundation_floor >= 0.9 and SCALES["bench"].foundation_floor >= 0.9
+    # More than one CLIP tower among the bench's foundations, and a carried CLIP for the demo.
+    assert len(SCALES["bench"].clips) >= 2
+    assert SCALES["demo"].clips[0].carried and SCALES["demo"].measure_search
+    for scale in SCALES.values():
+        assert set(scale.foundation_weights) == set(scale.foundations)

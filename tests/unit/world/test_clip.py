@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import open_clip
+import pytest
 import torch
 
 from probelog_world.clip import (
@@ -87,3 +88,54 @@ def test_trained_clip_loads_through_open_clip_api(tmp_path: Path) -> None:
     tokens = tokenizer(["a photo of a red striped circle."])
     assert tokens.shape == (1, ClipArchitecture().context_length)
     assert encode_texts(model, tokenizer, ["a", "b", "c"]).shape == (3, ClipArchitecture().embed_dim)
+
+
+def _clip_command(out: Path, half: Path) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "probelog_world", "clip", "--out", str(out), "--seed", "3", "--steps", "3",
+         "--batch-size", "8", "--half", str(half), "--no-progress"],
+        check=True, capture_output=True, timeout=300,
+    )
+
+
+def test_clip_command_reproduces_its_checkpoint(tmp_path: Path) -> None:
+    """`probelog world clip` (what made the demo's carried checkpoint) gives the same weights when
+    run again with the same arguments: here at small scale."""
+    _clip_command(tmp_path / "a", tmp_path / "a.pt")
+    _clip_command(tmp_path / "b", tmp_path / "b.pt")
+    a = torch.load(tmp_path / "a.pt", weights_only=True)
+    b = torch.load(tmp_path / "b.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3 and a["architecture"] == b["architecture"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+        assert value.dtype in (torch.float16, torch.int64), key
+
+
+def test_carried_checkpoint_installs_as_a_world_clip(tmp_path: Path) -> None:
+    from probelog_world.build import CLIP_RN
+    from probelog_world.clip import install_carried
+
+    _clip_command(tmp_path / "a", tmp_path / "a.pt")
+    concepts = ConceptSet()
+    ids = np.arange(0, len(concepts.fine), 8)
+    objects = render_objects(np.random.default_rng(0), concepts.fine_attributes[ids])
+    arch = ClipArchitecture(**CLIP_RN)
+    training = ClipTraining(steps=3, batch_size=8)
+    report = install_carried(
+        tmp_path / "a.pt", tmp_path / "w" / "clip", CLIP_MODEL_NAME, arch, training, concepts, (objects, ids)
+    )
+    assert report["carried"] and 0.0 <= report["text_selectivity"] <= 1.0
+    model, _, _ = load_clip(tmp_path / "w")
+    open_clip.add_model_config(tmp_path / "a" / f"{CLIP_MODEL_NAME}.json")
+    trained = open_clip.create_model(CLIP_MODEL_NAME, pretrained=str(tmp_path / "a" / "checkpoint.pt")).eval()
+    # The installed CLIP is the trained one at float16 precision.
+    np.testing.assert_allclose(encode_images(model, objects[:4]), encode_images(trained, objects[:4]), atol=2e-2)
+    with pytest.raises(ValueError, match="architecture"):
+        install_carried(
+            tmp_path / "a.pt", tmp_path / "x", CLIP_MODEL_NAME, ClipArchitecture(**CLIP_RN, embed_dim=64),
+            training, concepts, (objects, ids),
+        )

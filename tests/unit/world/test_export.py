@@ -7,16 +7,26 @@ import pytest
 import torch
 from google.protobuf import text_format
 
+from probelog_world.build import CLIP_RN, CLIP_VIT
+from probelog_world.clip import ClipArchitecture
 from probelog_world.export import export_to_repository, onnx_bytes, run_onnx, triton_config
-from probelog_world.models import ARCHITECTURES
+from probelog_world.models import ARCHITECTURES, Architecture, clip_tower_architecture
 
 SIZE = 48
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def _architecture(name: str) -> Architecture:
+    """A hub architecture, or the image tower of one of the world's CLIPs."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
+    config = ClipArchitecture(image_size=SIZE, **{"clip-rn": CLIP_RN, "clip-vit": CLIP_VIT}[name]).to_open_clip()
+    return clip_tower_architecture(name, config)
+
+
+@pytest.mark.parametrize("arch", [*sorted(ARCHITECTURES), "clip-rn", "clip-vit"])
 def test_onnx_matches_torch_with_dynamic_batch(arch: str) -> None:
     torch.manual_seed(0)
-    model = ARCHITECTURES[arch].build(SIZE, 7).eval()
+    model = _architecture(arch).build(SIZE, 7).eval()
     data = onnx_bytes(model, SIZE)
     for batch in (1, 5):
         x = np.random.default_rng(batch).random((batch, 3, SIZE, SIZE), dtype=np.float32)
