@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -27,8 +26,9 @@ from typing import Any
 
 from probelog.common.edge import status_code
 from probelog.common.errors import ProbeLogError
+from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.runtime import configure_logging
-from probelog.common.settings import Settings, separator, split
+from probelog.common.settings import Settings, flat_fields, separator, split
 
 DEFAULT_ADDRESS = "localhost:50051"
 #: Short flags for the backend URLs: ``--store redis://...``, ``--runner triton://host:8001``.
@@ -76,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
         print("error: name a service or pass --embedded", file=sys.stderr)
         return 2
     settings_cls, serve = _services()[service]
-    names = {f.name for f in dataclasses.fields(settings_cls)}
+    names = set(flat_fields(settings_cls))
     overrides = {k: v for k, v in vars(args).items() if k in names}
     if args.port is not None:
         overrides["listen_address"] = f"{args.host}:{args.port}"
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = client_parser("search", "find the models (and logits) that recognise a concept")
     search.add_argument("text", nargs="?", help='a concept, e.g. "golden retriever"')
     search.add_argument("--image", action="append", help="an example image of the concept (repeatable)")
-    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
     search.add_argument("--one-per-model", action="store_true", help="each model once, through its best logit")
     search.add_argument("--include", action="append", help="only this model id (repeatable)")
     search.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
@@ -334,13 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], seen: set[str]) -> None:
     """A flag per settings field not added yet (``store_url`` -> ``--store-url``)."""
-    hints = typing.get_type_hints(cls)
-    fresh = [f for f in dataclasses.fields(cls) if f.name not in seen]
-    seen.update(f.name for f in fresh)
-    for field in fresh:
-        flags = ["--" + field.name.replace("_", "-"), *FLAG_ALIASES.get(field.name, ())]
-        kind = hints[field.name]
-        help_text = f"env PROBELOG_{field.name.upper()}"
+    fresh = {name: spec for name, spec in flat_fields(cls).items() if name not in seen}
+    seen.update(fresh)
+    for name, (field, kind) in fresh.items():
+        flags = ["--" + name.replace("_", "-"), *FLAG_ALIASES.get(name, ())]
+        help_text = f"env PROBELOG_{name.upper()}"
         if kind is bool:
             parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is tuple:

@@ -1,68 +1,60 @@
-"""Embedded mode: the five services' classes wired in one process.
+"""Embedded mode: the five services built by their own ``build`` functions, in one process.
 
-The same classes as the services, chosen by constructor arguments: an on-disk store
-(:class:`FileDescriptorStore`) instead of Redis and the in-process ONNX runner instead of Triton.
-One gRPC server exposes SearchService (and the four internal services beside it), so clients
-cannot tell the difference.
+Each service is built as it is on its own (:func:`probelog.descriptor_store.main.build` and the
+others), with the other services' objects as its peers instead of gRPC clients: the store (an
+on-disk ``file://`` store by default) feeds the runner (ONNX models run in-process), the encoder
+and the ranker, and all four feed the orchestrator. One gRPC server exposes SearchService and the
+four internal services beside it, so clients cannot tell the difference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from probelog.clip_encoder import main as encoder_main
 from probelog.clip_encoder.config import EncoderSettings
-from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES, ClipEncoder
-from probelog.clip_encoder.main import build_encoder
-from probelog.clip_encoder.servicer import ClipEncoderServicer
-from probelog.common.background import load_names
+from probelog.clip_encoder.encoder import ClipEncoder
 from probelog.common.errors import FailedPrecondition
 from probelog.common.ports import DescriptorStore
 from probelog.common.runtime import run
 from probelog.common.server import Servicer
-from probelog.common.settings import Settings
+from probelog.common.service import Built, Peers
+from probelog.common.settings import Nested
 from probelog.common.world_layout import NotAWorldError, WorldLayout
-from probelog.core.distance import DEFAULT_R
+from probelog.descriptor_store import main as store_main
 from probelog.descriptor_store.config import StoreSettings
-from probelog.descriptor_store.main import open_store
-from probelog.descriptor_store.servicer import DescriptorStoreServicer
+from probelog.orchestrator import main as orchestrator_main
+from probelog.orchestrator.config import OrchestratorSettings
 from probelog.orchestrator.search import SearchEngine
-from probelog.orchestrator.servicer import SearchServicer
+from probelog.probe_runner import main as runner_main
 from probelog.probe_runner.config import RunnerSettings
-from probelog.probe_runner.main import open_backend
 from probelog.probe_runner.runner import ProbeRunner
-from probelog.probe_runner.servicer import ProbeRunnerServicer
+from probelog.ranker import main as ranker_main
+from probelog.ranker.config import RankerSettings
 from probelog.ranker.ranker import Ranker
-from probelog.ranker.servicer import RankerServicer
 
 logger = logging.getLogger(__name__)
 
 PORT = 50051
 
 
-@dataclass(frozen=True)
-class EmbeddedSettings(Settings):
+@dataclass(frozen=True, init=False)
+class EmbeddedSettings(Nested):
+    """The five services' settings, nested; built from flat names (``store_url=...``) like the
+    flags and environment variables."""
+
     #: A directory made by ``probelog world build``: fills in every path below that is unset.
     world: str = ""
-    store_url: str = "file://.data/store"
-    runner_url: str = ""
-    onnx_threads: int = 1
-    clip_model: str = ""
-    clip_pretrained: str = ""
-    clip_config: str = ""
-    cache_dir: str = "/tmp/probelog-cache"
-    prompt_templates: tuple[str, ...] = field(default=DEFAULT_PROMPT_TEMPLATES, metadata={"separator": "|"})
-    torch_threads: int = 0
-    probe_set_file: str = ""
-    default_probe_set: str = ""
-    background: str = "imagenet1k"
-    #: Background concepts averaged per calibration offset; 0: DEFAULT_CALIBRATION_K, or the
-    #: background size when that is smaller.
-    calibration_k: int = 0
-    r: int = DEFAULT_R
-    index_dtype: str = "float16"
+    store: StoreSettings = field(default_factory=StoreSettings)
+    #: In-process ONNX models; ``probelog index PATH`` may name a model file.
+    runner: RunnerSettings = field(default_factory=lambda: RunnerSettings(onnx_allow_paths=True))
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    ranker: RankerSettings = field(default_factory=RankerSettings)
+    orchestrator: OrchestratorSettings = field(default_factory=OrchestratorSettings)
 
 
 def world_defaults(world_dir: str | Path) -> dict[str, Any]:
@@ -88,79 +80,61 @@ def world_defaults(world_dir: str | Path) -> dict[str, Any]:
 
 
 def resolve(settings: EmbeddedSettings) -> EmbeddedSettings:
-    """Fill unset paths from ``settings.world``."""
+    """Fill the paths still at their defaults from ``settings.world``."""
     if not settings.world:
         return settings
-    defaults = world_defaults(settings.world)
-    base = EmbeddedSettings()
-    updates = {
-        name: value
-        for name, value in defaults.items()
-        if getattr(settings, name) == getattr(base, name)
-    }
-    return EmbeddedSettings(**{**settings.__dict__, **updates})
+    current, base = settings.flat_values(), EmbeddedSettings().flat_values()
+    updates = {name: value for name, value in world_defaults(settings.world).items() if current[name] == base[name]}
+    return dataclasses.replace(settings, **updates)
 
 
 @dataclass
 class Embedded:
-    """The wired objects of one embedded process."""
+    """The five built services of one embedded process."""
 
+    parts: list[Built[Any]]
     engine: SearchEngine
     store: DescriptorStore
     runner: ProbeRunner
     encoder: ClipEncoder
     ranker: Ranker
-    servicers: list[Servicer] = field(default_factory=list)
+
+    @property
+    def servicers(self) -> list[Servicer]:
+        return [s for part in self.parts for s in part.servicers]
 
     async def close(self) -> None:
-        await self.ranker.stop()
-        await self.runner.backend.close()
-        await self.store.close()
+        for part in self.parts:  # the orchestrator first, the store last
+            await part.close()
 
 
 async def build(settings: EmbeddedSettings) -> Embedded:
-    """Open every part, failing fast with a clear message when one cannot start."""
+    """Build the five services, each through its own ``build``, failing fast with a clear
+    message when one cannot start."""
     settings = resolve(settings)
-    if not settings.runner_url:
+    if not settings.runner.runner_url:
         raise FailedPrecondition("a model repository is required: --world DIR or --runner-url onnx:///path")
-    store, backend_name = await open_store(StoreSettings(store_url=settings.store_url))
-    backend = await open_backend(
-        RunnerSettings(runner_url=settings.runner_url, onnx_threads=settings.onnx_threads), allow_paths=True
-    )
-    runner = ProbeRunner(backend, store)
-    encoder = await build_encoder(
-        EncoderSettings(
-            clip_model=settings.clip_model,
-            clip_pretrained=settings.clip_pretrained,
-            clip_config=settings.clip_config,
-            cache_dir=settings.cache_dir,
-            prompt_templates=settings.prompt_templates,
-            torch_threads=settings.torch_threads,
-        ),
-        store,
-    )
-    ranker = Ranker(store, values_dtype=settings.index_dtype)
-    await ranker.start()
-    engine = SearchEngine(
-        runner=runner,
-        encoder=encoder,
-        store=store,
-        ranker=ranker,
-        background=load_names(settings.background),
-        r=settings.r,
-        k=settings.calibration_k or None,
-        default_probe_set=settings.default_probe_set,
-    )
-    if settings.probe_set_file:
-        await engine.register_probe_set_file(settings.probe_set_file)
-    servicers: list[Servicer] = [
-        SearchServicer(engine),
-        ProbeRunnerServicer(runner),
-        ClipEncoderServicer(encoder),
-        DescriptorStoreServicer(store, backend_name),
-        RankerServicer(ranker),
-    ]
-    return Embedded(engine, store, runner, encoder, ranker, servicers)
+    parts: list[Built[Any]] = []
+    try:
+        store = await store_main.build(settings.store, Peers())
+        parts.insert(0, store)
+        own = Peers(store=store.core)
+        runner = await runner_main.build(settings.runner, own)
+        parts.insert(0, runner)
+        encoder = await encoder_main.build(settings.encoder, own)
+        parts.insert(0, encoder)
+        ranker = await ranker_main.build(settings.ranker, own)
+        parts.insert(0, ranker)
+        orchestrator = await orchestrator_main.build(
+            settings.orchestrator,
+            Peers(store=store.core, runner=runner.core, encoder=encoder.core, ranker=ranker.core),
+        )
+        parts.insert(0, orchestrator)
+    except BaseException:
+        for part in parts:
+            await part.close()
+        raise
+    return Embedded(parts, orchestrator.core, store.core, runner.core, encoder.core, ranker.core)
 
 
 async def serve(settings: EmbeddedSettings, ready_file: str = "") -> None:

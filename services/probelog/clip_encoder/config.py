@@ -16,7 +16,7 @@ class EncoderSettings(Settings):
     clip_pretrained: str = ""
     #: Optional model-config JSON registered with open_clip before loading.
     clip_config: str = ""
-    store_address: str = "127.0.0.1:50054"
+    store_address: str = field(default="127.0.0.1:50054", metadata={"peer": True})
     #: Probe-set embeddings are cached here across restarts ("" disables the disk cache).
     cache_dir: str = "/tmp/probelog-cache"
     #: Templates, each with one "{}", separated by "|".

@@ -8,13 +8,15 @@ from probelog.clip_encoder.config import PORT, EncoderSettings
 from probelog.clip_encoder.encoder import ClipEncoder
 from probelog.clip_encoder.servicer import ClipEncoderServicer
 from probelog.common.errors import FailedPrecondition
-from probelog.common.ports import DescriptorStore
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
+from probelog.common.service import Built, Peers, need
 from probelog.descriptor_store.client import DescriptorStoreClient
 
 
-async def build_encoder(settings: EncoderSettings, probe_sets: DescriptorStore) -> ClipEncoder:
+async def build(settings: EncoderSettings, peers: Peers) -> Built[ClipEncoder]:
+    """The CLIP encoder; its peer is the store (probe images to embed)."""
+    store = need(peers.store, "descriptor store")
     if not settings.clip_model:
         raise FailedPrecondition("PROBELOG_CLIP_MODEL (--clip-model) is required")
     from probelog.clip_encoder.open_clip import OpenClipEncoder
@@ -26,10 +28,11 @@ async def build_encoder(settings: EncoderSettings, probe_sets: DescriptorStore) 
         settings.clip_config,
         settings.torch_threads,
     )
-    return ClipEncoder(model, probe_sets, settings.prompt_templates, settings.cache_dir or None)
+    encoder = ClipEncoder(model, store, settings.prompt_templates, settings.cache_dir or None)
+    return Built([ClipEncoderServicer(encoder)], encoder, list(peers.closers))
 
 
 async def serve(settings: EncoderSettings, ready_file: str = "") -> None:
     store = DescriptorStoreClient(create_channel(settings.store_address, settings.client_tls), settings.store_address)
-    encoder = await build_encoder(settings, store)
-    await run([ClipEncoderServicer(encoder)], settings, PORT, cleanup=store.close, ready_file=ready_file)
+    built = await build(settings, Peers(store=store, closers=[store.close]))
+    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file)

@@ -3,6 +3,11 @@
 Each service declares a dataclass deriving from :class:`Settings`; a field ``store_url`` is read
 from ``PROBELOG_STORE_URL``. Flags given on the command line win over the environment, which
 wins over the defaults.
+
+A process that runs several services (embedded mode) nests their settings as fields of its own
+(:class:`Nested`); their fields keep their flat names (``PROBELOG_STORE_URL``, ``--store-url``),
+except the process-wide ones (listen address, TLS, logging) and the addresses of peers, which
+an in-process peer does not need (fields marked ``metadata={"peer": True}``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,29 @@ def _parse(value: str, kind: Any, name: str, sep: str = ",") -> Any:
     return value
 
 
+def _nested_class(hint: Any) -> type[Settings] | None:
+    return hint if isinstance(hint, type) and issubclass(hint, Settings) else None
+
+
+def flat_fields(cls: type[Settings]) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """Every setting a class reads, by its flat name: its own fields and those of the settings it
+    nests (less the process-wide and peer-address ones), each with its type."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[dataclasses.Field[Any], Any]] = {}
+    for field in dataclasses.fields(cls):
+        nested = _nested_class(hints[field.name])
+        if nested is None:
+            out[field.name] = (field, hints[field.name])
+            continue
+        for name, (inner, hint) in flat_fields(nested).items():
+            if name in _PROCESS_FIELDS or inner.metadata.get("peer"):
+                continue
+            if name in out:
+                raise TypeError(f"{cls.__name__}: setting {name} is declared twice")
+            out[name] = (inner, hint)
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Settings every service has."""
@@ -69,13 +97,12 @@ class Settings:
         """Read the fields from ``environ`` (default ``os.environ``), then apply ``overrides``
         (values that are None are ignored)."""
         env = os.environ if environ is None else environ
-        hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            key = ENV_PREFIX + field.name.upper()
+        for name, (field, hint) in flat_fields(cls).items():
+            key = ENV_PREFIX + name.upper()
             if key in env:
                 try:
-                    values[field.name] = _parse(env[key], hints[field.name], key, separator(field))
+                    values[name] = _parse(env[key], hint, key, separator(field))
                 except ValueError as exc:
                     raise ValueError(f"{key}: {exc}") from exc
         for name, value in (overrides or {}).items():
@@ -97,3 +124,55 @@ class Settings:
 
     def address(self, default_port: int) -> str:
         return self.listen_address or f"[::]:{default_port}"
+
+
+#: Fields of :class:`Settings` itself: they belong to the process, not to a nested service.
+_PROCESS_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings))
+
+
+class Nested(Settings):
+    """Settings that nest other services' settings, built from flat names.
+
+    ``Cls(store_url=..., clip_model=...)`` routes each name to the nested settings that declares
+    it, starting from the nested field's default; a nested settings object may also be passed
+    whole (``Cls(store=StoreSettings(...))``).
+    """
+
+    def __init__(self, **values: Any) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            nested = _nested_class(hints[field.name])
+            if field.name in values:
+                value = values.pop(field.name)
+            elif field.default is not dataclasses.MISSING:
+                value = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                value = field.default_factory()
+            else:
+                raise TypeError(f"{type(self).__name__}: {field.name} is required")
+            if nested is not None:
+                names = {
+                    name for name, (inner, _) in flat_fields(nested).items()
+                    if name not in _PROCESS_FIELDS and not inner.metadata.get("peer")
+                }
+                given = {name: values.pop(name) for name in list(values) if name in names}
+                if given:
+                    value = dataclasses.replace(value, **given)
+            object.__setattr__(self, field.name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__} has no settings {sorted(values)}")
+
+    def flat_values(self) -> dict[str, Any]:
+        """Every setting by its flat name (as :func:`flat_fields` names them)."""
+        hints = typing.get_type_hints(type(self))
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            nested = _nested_class(hints[field.name])
+            if nested is None:
+                out[field.name] = value
+                continue
+            for name, (inner, _) in flat_fields(nested).items():
+                if name not in _PROCESS_FIELDS and not inner.metadata.get("peer"):
+                    out[name] = getattr(value, name)
+        return out

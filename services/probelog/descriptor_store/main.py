@@ -5,6 +5,7 @@ from __future__ import annotations
 from probelog.common.errors import FailedPrecondition
 from probelog.common.ports import DescriptorStore
 from probelog.common.runtime import run
+from probelog.common.service import Built, Peers
 from probelog.descriptor_store.config import PORT, StoreSettings
 from probelog.descriptor_store.file_store import FileDescriptorStore
 from probelog.descriptor_store.servicer import DescriptorStoreServicer
@@ -26,6 +27,12 @@ async def open_store(settings: StoreSettings) -> tuple[DescriptorStore, str]:
     raise FailedPrecondition(f"unsupported store URL {url!r}: use redis://, rediss:// or file://")
 
 
-async def serve(settings: StoreSettings, ready_file: str = "") -> None:
+async def build(settings: StoreSettings, peers: Peers) -> Built[DescriptorStore]:
+    """The store service: it talks to no peer."""
     store, backend = await open_store(settings)
-    await run([DescriptorStoreServicer(store, backend)], settings, PORT, cleanup=store.close, ready_file=ready_file)
+    return Built([DescriptorStoreServicer(store, backend)], store, [*peers.closers, store.close])
+
+
+async def serve(settings: StoreSettings, ready_file: str = "") -> None:
+    built = await build(settings, Peers())
+    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file)

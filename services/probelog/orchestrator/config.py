@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from probelog.common.settings import Settings
 from probelog.core.distance import DEFAULT_R
@@ -10,11 +10,11 @@ PORT = 50051
 
 @dataclass(frozen=True)
 class OrchestratorSettings(Settings):
-    runner_address: str = "127.0.0.1:50052"
-    encoder_address: str = "127.0.0.1:50053"
-    store_address: str = "127.0.0.1:50054"
+    runner_address: str = field(default="127.0.0.1:50052", metadata={"peer": True})
+    encoder_address: str = field(default="127.0.0.1:50053", metadata={"peer": True})
+    store_address: str = field(default="127.0.0.1:50054", metadata={"peer": True})
     #: One address per ranker shard, comma-separated.
-    ranker_addresses: tuple[str, ...] = ("127.0.0.1:50055",)
+    ranker_addresses: tuple[str, ...] = field(default=("127.0.0.1:50055",), metadata={"peer": True})
     #: A probe-set .npz registered into the store at start (idempotent).
     probe_set_file: str = ""
     #: Probe-set id or name used when a request names none.

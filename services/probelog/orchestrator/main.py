@@ -8,6 +8,7 @@ from probelog.clip_encoder.client import ClipEncoderClient
 from probelog.common.background import load_names
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
+from probelog.common.service import Built, Peers, need
 from probelog.descriptor_store.client import DescriptorStoreClient
 from probelog.orchestrator.auto_index import AutoIndexer
 from probelog.orchestrator.config import PORT, OrchestratorSettings
@@ -18,7 +19,30 @@ from probelog.ranker.client import RankerClient
 from probelog.ranker.sharded import ShardedRanker
 
 
-async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
+async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEngine]:
+    """The search engine over its four peers (runner, encoder, store, ranker)."""
+    engine = SearchEngine(
+        runner=need(peers.runner, "probe runner"),
+        encoder=need(peers.encoder, "CLIP encoder"),
+        store=need(peers.store, "descriptor store"),
+        ranker=need(peers.ranker, "ranker"),
+        background=load_names(settings.background),
+        r=settings.r,
+        k=settings.calibration_k or None,
+        default_probe_set=settings.default_probe_set,
+    )
+    if settings.probe_set_file:
+        await engine.register_probe_set_file(settings.probe_set_file)
+    closers = list(peers.closers)
+    if settings.auto_index:
+        indexer = AutoIndexer(engine, settings.auto_index_interval_s)
+        indexer.start()
+        closers.append(indexer.stop)
+    return Built([SearchServicer(engine)], engine, closers)
+
+
+def clients(settings: OrchestratorSettings) -> Peers:
+    """gRPC clients of the four peers; a ranker of several shards is fanned out to and merged."""
     tls = settings.client_tls
 
     def channel(address: str) -> grpc.aio.Channel:
@@ -36,26 +60,10 @@ async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
             [RankerClient(channel(a), a) for a in settings.ranker_addresses],
             allow_partial=settings.allow_partial,
         )
-    engine = SearchEngine(
-        runner=runner,
-        encoder=encoder,
-        store=store,
-        ranker=ranker,
-        background=load_names(settings.background),
-        r=settings.r,
-        k=settings.calibration_k or None,
-        default_probe_set=settings.default_probe_set,
-    )
-    if settings.probe_set_file:
-        await engine.register_probe_set_file(settings.probe_set_file)
-    indexer = AutoIndexer(engine, settings.auto_index_interval_s) if settings.auto_index else None
-    if indexer is not None:
-        indexer.start()
+    closers = [client.close for client in (store, runner, encoder, ranker)]
+    return Peers(store=store, runner=runner, encoder=encoder, ranker=ranker, closers=closers)
 
-    async def cleanup() -> None:
-        if indexer is not None:
-            await indexer.stop()
-        for client in (store, runner, encoder, ranker):
-            await client.close()
 
-    await run([SearchServicer(engine)], settings, PORT, cleanup=cleanup, ready_file=ready_file)
+async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
+    built = await build(settings, clients(settings))
+    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file)

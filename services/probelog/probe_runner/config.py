@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from probelog.common.settings import Settings
 
@@ -12,8 +12,11 @@ class RunnerSettings(Settings):
     #: "triton://host:8001" (KServe v2 over gRPC) or "onnx:///path/to/model-repository".
     runner_url: str = ""
     #: The descriptor store service, where probe images come from.
-    store_address: str = "127.0.0.1:50054"
+    store_address: str = field(default="127.0.0.1:50054", metadata={"peer": True})
     #: Client deadline of one inference request.
     runner_timeout_s: float = 60.0
     #: onnxruntime intra-op threads per model (in-process backend).
     onnx_threads: int = 1
+    #: In-process backend: accept an absolute model path as a model name (embedded mode's
+    #: ``probelog index PATH``).
+    onnx_allow_paths: bool = False

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from probelog.common.settings import Settings
 
@@ -9,7 +9,7 @@ PORT = 50055
 
 @dataclass(frozen=True)
 class RankerSettings(Settings):
-    store_address: str = "127.0.0.1:50054"
+    store_address: str = field(default="127.0.0.1:50054", metadata={"peer": True})
     #: This ranker owns the models whose id hashes into range shard_index of shard_count.
     shard_index: int = 0
     shard_count: int = 1

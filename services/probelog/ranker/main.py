@@ -5,6 +5,7 @@ from __future__ import annotations
 from probelog.common.errors import FailedPrecondition
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
+from probelog.common.service import Built, Peers, need
 from probelog.descriptor_store.client import DescriptorStoreClient
 from probelog.ranker.config import PORT, RankerSettings
 from probelog.ranker.ranker import Ranker
@@ -22,11 +23,11 @@ def check(settings: RankerSettings) -> None:
         raise FailedPrecondition("batch window must be >= 0 ms and max batch queries >= 1")
 
 
-async def serve(settings: RankerSettings, ready_file: str = "") -> None:
+async def build(settings: RankerSettings, peers: Peers) -> Built[Ranker]:
+    """The ranker, loaded from and following the store (its peer)."""
     check(settings)
-    store = DescriptorStoreClient(create_channel(settings.store_address, settings.client_tls), settings.store_address)
     ranker = Ranker(
-        store,
+        need(peers.store, "descriptor store"),
         shard_index=settings.shard_index,
         shard_count=settings.shard_count,
         values_dtype=settings.index_dtype,
@@ -34,9 +35,10 @@ async def serve(settings: RankerSettings, ready_file: str = "") -> None:
         max_batch_queries=settings.max_batch_queries,
     )
     await ranker.start()
+    return Built([RankerServicer(ranker)], ranker, [*peers.closers, ranker.stop])
 
-    async def cleanup() -> None:
-        await ranker.stop()
-        await store.close()
 
-    await run([RankerServicer(ranker)], settings, PORT, cleanup=cleanup, ready_file=ready_file)
+async def serve(settings: RankerSettings, ready_file: str = "") -> None:
+    store = DescriptorStoreClient(create_channel(settings.store_address, settings.client_tls), settings.store_address)
+    built = await build(settings, Peers(store=store, closers=[store.close]))
+    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file)

@@ -38,3 +38,20 @@ def test_tls_settings():
     assert s.server_tls is not None and s.server_tls.cert_file == "c.pem"
     assert s.client_tls is not None and s.client_tls.ca_file == "ca.pem"
     assert OrchestratorSettings().server_tls is None
+
+
+def test_embedded_settings_nest_the_services_settings_under_their_flat_names():
+    from probelog.common.settings import flat_fields
+    from probelog.embedded import EmbeddedSettings
+
+    env = {"PROBELOG_STORE_URL": "file:///tmp/s", "PROBELOG_CALIBRATION_K": "5", "PROBELOG_INDEX_DTYPE": "float32"}
+    s = EmbeddedSettings.from_env({"clip_model": "ViT-B-32", "world": "w"}, environ=env)
+    assert (s.store.store_url, s.orchestrator.calibration_k, s.ranker.index_dtype) == ("file:///tmp/s", 5, "float32")
+    assert (s.encoder.clip_model, s.world) == ("ViT-B-32", "w")
+    assert s.runner.onnx_allow_paths  # embedded's own default for the nested runner settings
+    names = set(flat_fields(EmbeddedSettings))
+    # Peers are in-process: their addresses are no settings of the embedded process.
+    assert not names & {"store_address", "runner_address", "encoder_address", "ranker_addresses"}
+    assert {"listen_address", "store_url", "runner_url", "clip_model", "background", "r"} <= names
+    with pytest.raises(TypeError, match="no settings"):
+        EmbeddedSettings(store_address="x:1")
