@@ -1,27 +1,21 @@
-"""The Redis descriptor store against a real Redis server.
-
-The contract tests run on both backends (the on-disk store of embedded mode and Redis): same
-results, same errors. The Redis-only tests check the key schema's promises: atomic writes,
-idempotent re-indexing, complete deletes, cursor paging, the change feed (catch-up, follow,
-reset when trimmed), retries across a restart, and credentials passed through but never echoed.
-"""
+"""The Redis descriptor store against a real Redis server: the key schema's promises (atomic
+writes, idempotent re-indexing, complete deletes), the change feed (follow, reset when trimmed),
+retries across a restart, TLS, and credentials passed through but never echoed. The contract both
+backends keep is in test_store_contract.py."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import subprocess
 import uuid
 
 import numpy as np
 import pytest
-import pytest_asyncio
 
-from probelog.common.errors import InvalidArgument, NotFound, Unavailable
+from probelog.common.errors import NotFound, Unavailable
 from probelog.common.ports import ChangeKind
 from probelog.core.distance import logit_entries
 from probelog.descriptor_store.config import StoreSettings
-from probelog.descriptor_store.file_store import FileDescriptorStore
 from probelog.descriptor_store.redis_store import CHUNK_BYTES, RedisDescriptorStore
 from probelog.v1 import types_pb2
 from probelog_devstack import free_port, redis_server
@@ -49,17 +43,6 @@ async def _redis_store(url: str, **settings) -> RedisDescriptorStore:
     return store
 
 
-@pytest_asyncio.fixture(params=["file", "redis"])
-async def store(request, tmp_path, redis_url):
-    if request.param == "file":
-        s = FileDescriptorStore(tmp_path / "store")
-        await s.open()
-    else:
-        s = await _redis_store(redis_url)
-    yield s
-    await s.close()
-
-
 def _images(seed: int = 0, n: int = N_PROBES, size: int = 8) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
 
@@ -70,94 +53,6 @@ def _model(ps_id: str, model_id: str, n_logits: int = 3, seed: int = 0, n_probes
     offsets = rng.normal(size=n_logits).astype(np.float32)
     info = types_pb2.ModelInfo(model_id=model_id, probe_set_id=ps_id, n_logits=n_logits, r=R)
     return info, entries, offsets
-
-
-# ---------------------------------------------------------------------- contract (both backends)
-
-
-async def test_probe_sets_register_once_and_round_trip(store):
-    images = _images()
-    info, created = await store.put_probe_set("probes", images)
-    again, created_again = await store.put_probe_set("other name", images)
-    assert (created, created_again) == (True, False)
-    assert again == info and info.name == "probes" and info.n_probes == N_PROBES
-    assert await store.probe_set_info(info.probe_set_id) == info
-    got_info, got = await store.get_probe_set(info.probe_set_id)
-    assert got_info == info and np.array_equal(got, images)
-    assert [p.probe_set_id for p in await store.list_probe_sets()] == [info.probe_set_id]
-    with pytest.raises(NotFound):
-        await store.probe_set_info("ps-0000000000000000")
-    with pytest.raises(InvalidArgument):
-        await store.probe_set_info("not-an-id")
-    with pytest.raises(InvalidArgument):
-        await store.put_probe_set("bad", np.zeros((3, 8, 8), dtype=np.uint8))
-
-
-async def test_models_put_get_list_delete_with_sequences(store):
-    ps, _ = await store.put_probe_set("probes", _images())
-    ps_id = ps.probe_set_id
-    assert await store.current_sequence() == 0
-    sequences = []
-    for i, model_id in enumerate(["b", "a", "c/with:odd chars", "a"]):
-        info, entries, offsets = _model(ps_id, model_id, seed=i)
-        sequences.append(await store.put_model(info, entries, offsets))
-    assert sequences == [1, 2, 3, 4]
-    assert await store.current_sequence() == 4
-    stored = await store.get_model(ps_id, "a", include_descriptors=True)
-    _, entries, offsets = _model(ps_id, "a", seed=3)  # the re-indexed version wins
-    assert np.array_equal(stored.entries.top_indices, entries.top_indices)
-    assert np.allclose(stored.entries.top_values, entries.top_values)
-    assert np.allclose(stored.offsets, offsets)
-    assert (await store.get_model(ps_id, "a")).entries is None
-    infos, token = await store.list_models(ps_id)
-    assert [i.model_id for i in infos] == ["a", "b", "c/with:odd chars"] and token == ""
-    assert await store.delete_model(ps_id, "b") == 5
-    with pytest.raises(NotFound):
-        await store.delete_model(ps_id, "b")
-    with pytest.raises(NotFound):
-        await store.get_model(ps_id, "b")
-    with pytest.raises(NotFound):
-        await store.get_model("ps-0000000000000000", "a")
-    changes = []
-    async for change in store.watch(2):
-        changes.append((change.sequence, change.kind, change.model_id))
-        if change.sequence == 5:
-            break
-    assert changes == [
-        (3, ChangeKind.PUT, "c/with:odd chars"), (4, ChangeKind.PUT, "a"), (5, ChangeKind.DELETE, "b"),
-    ]
-
-
-async def test_invalid_models_are_refused_and_nothing_is_stored(store):
-    ps, _ = await store.put_probe_set("probes", _images())
-    info, entries, offsets = _model(ps.probe_set_id, "m")
-    with pytest.raises(InvalidArgument, match="offsets"):
-        await store.put_model(info, entries, offsets[:2])
-    bad = np.array(offsets)
-    bad[0] = np.nan
-    with pytest.raises(InvalidArgument, match="non-finite"):
-        await store.put_model(info, entries, bad)
-    with pytest.raises(InvalidArgument):
-        await store.put_model(types_pb2.ModelInfo(model_id="", probe_set_id=ps.probe_set_id, n_logits=3), entries, offsets)
-    assert await store.list_models(ps.probe_set_id) == ([], "")
-    assert await store.current_sequence() == 0
-
-
-async def test_listing_pages_by_cursor(store):
-    ps, _ = await store.put_probe_set("probes", _images())
-    ids = [f"model-{i:02d}" for i in range(23)]
-    for i, model_id in enumerate(ids):
-        await store.put_model(*_model(ps.probe_set_id, model_id, seed=i))
-    pages, token = [], ""
-    while True:
-        infos, token = await store.list_models(ps.probe_set_id, page_size=10, page_token=token)
-        pages.append([i.model_id for i in infos])
-        if not token:
-            break
-        # A model added behind the cursor does not shift the pages still to come.
-        await store.put_model(*_model(ps.probe_set_id, "model-00a"))
-    assert [len(p) for p in pages] == [10, 10, 3]
-    assert list(itertools.chain(*pages)) == ids
 
 
 # ---------------------------------------------------------------------- Redis only

@@ -45,12 +45,13 @@ async def test_each_concept_retrieves_its_constructed_logits_first(served):
 
 
 async def test_search_response_describes_what_was_searched(served):
-    stub, embedded = served
+    stub, _ = served
     response = await stub.Search(search_pb2.SearchRequest(text="pizza", top_k=3))
     n_logits = len(mini.CONCEPTS) * 2 + 1 + 3 * mini.N_RANDOM_MODELS
     assert response.n_logits_searched == n_logits
     assert response.n_models_searched == len(mini.MiniWorld.GOOD_MODELS)
-    assert response.probe_set_id == embedded.engine.default_probe_set
+    default = (await stub.ListProbeSets(search_pb2.ListProbeSetsRequest())).default_probe_set_id
+    assert response.probe_set_id == default
     assert response.timings.total_us >= response.timings.rank_us > 0
     assert not response.partial
 
