@@ -7,7 +7,7 @@ Every kernel reads each index row once per call and keeps, per query and per wor
 max-heap of the k best hits so far, ordered by ``(score, segment key, row)`` -- the total order
 of :func:`probelog.core.kernels.search`. The arithmetic is float32 in a fixed order (no
 ``fastmath``): the squared distance of a row is ``sum_j (z[t_j] - a_j)**2``, the same sum as the
-DESIGN.md inner-product form, summed in a fixed order of partial sums, without the cancellation of
+docs/design.md inner-product form, summed in a fixed order of partial sums, without the cancellation of
 ``||a||^2 - 2<a, z> + sum z^2``.
 
 Most rows cannot enter a full heap. Before taking a square root, a row's ``d^2`` is compared

@@ -6,7 +6,7 @@ Shapes follow the paper's roles: ``logits`` holds logit descriptors, one row per
 lower is closer.
 
 Everything is computed through the per-logit entries (top-r probe indices and z-scored values),
-using ``d^2 = ||a_l||^2 - 2 <a_l, z_c[t_l]> + sum_{i in t_l} z_c[i]^2`` (DESIGN.md), which is the
+using ``d^2 = ||a_l||^2 - 2 <a_l, z_c[t_l]> + sum_{i in t_l} z_c[i]^2`` (docs/design.md), which is the
 same quantity as Eq. 5 and costs O(n_logits * r) per concept instead of O(n_logits * n_probes).
 """
 

@@ -3,7 +3,7 @@
 Per logit l the index keeps its top-r probe indices t_l (uint16 while n_probes <= 65,536, uint32
 otherwise), its z-scored responses a_l at those probes (float16 by default, float32 as an
 option), ``||a_l||^2`` and its calibration offset. A query with z-scored descriptor z costs one
-pass over those rows (DESIGN.md; :mod:`probelog.core.kernels`):
+pass over those rows (docs/design.md; :mod:`probelog.core.kernels`):
 
     d^2(l, c) = ||a_l||^2 - 2 <a_l, z[t_l]> + sum_j z[t_lj]^2 = sum_j (z[t_lj] - a_lj)^2
     score(l, c) = sqrt(d^2(l, c)) - offset(l)                       (paper Eq. 5, 6)
@@ -372,7 +372,7 @@ class SparseLogitIndex:
             return self._idx[:n], self._val[:n], self._sq_norm[:n], self._offset[:n]
 
     def as_sparse(self) -> tuple[sp.csr_matrix, npt.NDArray[np.float32]]:
-        """The live rows in DESIGN.md's sparse inner-product form.
+        """The live rows in the sparse inner-product form of docs/design.md.
 
         Returns
         -------

@@ -1,6 +1,6 @@
 """Scan kernels of :class:`probelog.core.index.SparseLogitIndex`: top-k by calibrated distance.
 
-A kernel reads each index row once per batch of queries (paper Eq. 5, 6; DESIGN.md):
+A kernel reads each index row once per batch of queries (paper Eq. 5, 6; docs/design.md):
 
     d^2[q, l] = sum_j (z[q, t_lj] - a_lj)^2          (= ||a_l||^2 - 2 <a_l, z_q[t_l]> + sum z_q[t_l]^2)
     score[q, l] = sqrt(d^2[q, l]) - offset[l]
