@@ -231,6 +231,16 @@ class RedisDescriptorStore:
     def _changes_key(self) -> str:
         return f"{self._tag}:changes"
 
+    def _announce(self, pipe: Any, kind: str, ps_id: str, model_id: str) -> None:
+        """Queue a change-feed entry in a transaction; Redis numbers it ``0-<sequence>``."""
+        pipe.xadd(
+            self._changes_key,
+            {"kind": kind, "ps": ps_id, "model": model_id},
+            id="0-*",
+            maxlen=self.stream_maxlen,
+            approximate=True,
+        )
+
     # ------------------------------------------------------------------ calls
 
     async def _run(self, what: str, unit: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
@@ -416,13 +426,7 @@ class RedisDescriptorStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._model_key(ps_id, model_id), data)
                 pipe.zadd(self._models_key(ps_id), {model_id: 0})
-                pipe.xadd(
-                    self._changes_key,
-                    {"kind": "PUT", "ps": ps_id, "model": model_id},
-                    id="0-*",
-                    maxlen=self.stream_maxlen,
-                    approximate=True,
-                )
+                self._announce(pipe, "PUT", ps_id, model_id)
                 results = await pipe.execute()
             return _sequence(results[-1])
 
@@ -492,13 +496,7 @@ class RedisDescriptorStore:
                         pipe.multi()  # type: ignore[no-untyped-call]
                         pipe.delete(key)
                         pipe.zrem(self._models_key(probe_set_id), model_id)
-                        pipe.xadd(
-                            self._changes_key,
-                            {"kind": "DELETE", "ps": probe_set_id, "model": model_id},
-                            id="0-*",
-                            maxlen=self.stream_maxlen,
-                            approximate=True,
-                        )
+                        self._announce(pipe, "DELETE", probe_set_id, model_id)
                         results = await pipe.execute()
                         return _sequence(results[-1])
                     except WatchError:
