@@ -287,6 +287,8 @@ def test_build_context_excludes_local_trees() -> None:
     for dockerfile in (SERVICES_DOCKERFILE, TRITON_DOCKERFILE):
         ignore = Path(f"{dockerfile}.dockerignore").read_text().split()
         assert {".git", ".venv", ".tools"} <= set(ignore), dockerfile.name
+    # The services image installs the served package only: the tools beside it stay out.
+    assert {"tools", "tests", "bench"} <= set(Path(f"{SERVICES_DOCKERFILE}.dockerignore").read_text().split())
 
 
 # --------------------------------------------------------------------------------------------
