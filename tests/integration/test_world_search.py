@@ -94,18 +94,27 @@ def test_quality_bench_writes_every_table_and_plot(tiny_world, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = (out / "quality.md").read_text()
-    for heading in ("findings, checked", "Table 1", "Table 2", "Calibration k", "Table 4", "Table 5", "Table 3",
-                    "Table 7", "Selectivity"):
+    for heading in ("findings, checked", "Table 1", "Table 2", "Tuning r and k", "Table 4", "Table 5", "Table 3",
+                    "Table 7", "Selectivity", "differs from the paper's INet-Hub"):
         assert heading in report, heading
     assert "--pool-size 300" in report  # the command that produced it
+    assert "Hub logits: computed in this run" in report  # a fresh world: nothing came from a cache
     for plot in ("fig4_hubness", "fig5_probes", "fig8_r", "fig7_pr_auc", "calibration_k"):
         assert (out / "quality" / f"{plot}.png").stat().st_size > 1000
     res = json.loads((out / "quality" / "quality.json").read_text())
     assert res["seeds"] == [0, 1]
-    assert res["k"] in {int(k) for k in res["k_sweep"]["top1"]}
+    # r and k were chosen on the tuning half, which shares no concept with the test half.
+    tuning = res["tuning"]
+    assert [res["r_chosen"], res["k"]] == tuning["best"]
+    assert res["r_chosen"] in tuning["r_values"] and res["k"] in tuning["k_values"]
+    tune, test = set(res["split"]["tune"]), set(res["split"]["test"])
+    assert tune and test and not tune & test
+    assert res["strongest_baseline"] in res["main"] and res["strongest_baseline"] != "ProbeLog"
+    assert set(res["probe_counts"]) == {"ProbeLog", res["strongest_baseline"]}
     sel = res["selectivity"]
     assert 0.0 <= sel["logits"][0] <= sel["ceiling"] and 0.0 <= sel["clip"][0] <= sel["ceiling"]
-    # Search beats chance on the tiny hub: ProbeLog's mean top-5 retrieval is above 5 / n_logits.
+    assert sel["logits_of_ceiling"] == sel["logits"][0] / sel["ceiling"]
+    # Search beats chance on the tiny hub: ProbeLog's mean top-5 retrieval (test half) is above 5 / n_logits.
     truth = json.loads((tiny_world / "ground_truth.json").read_text())["models"]
     n_logits = sum(len(m["concepts"]) for m in truth.values())
     assert sum(res["main"]["ProbeLog"]["ret5"]) / 2 > 5 / n_logits

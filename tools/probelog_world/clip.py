@@ -132,21 +132,8 @@ def write_model_config(directory: Path, arch: ClipArchitecture, name: str = CLIP
     return path
 
 
-def register_model_config(path: Path) -> str:
-    """Register a model config file with open_clip and return the model name (the file stem).
-
-    Registered again on every call: open_clip keys configs by file stem and the file added last
-    wins, so this makes sure the config in ``path`` is the one the name resolves to even if another
-    world with the same model name was loaded before in this process.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no open_clip model config at {path}")
-    open_clip.add_model_config(path)
-    return path.stem
-
-
 def load_clip(world_dir: Path) -> tuple[ClipModel, Callable[[Any], torch.Tensor], Any]:
-    """Load a world's CLIP through open_clip's public API.
+    """Load a world's CLIP through the encoder's own loader (open_clip's public API).
 
     Parameters
     ----------
@@ -155,24 +142,17 @@ def load_clip(world_dir: Path) -> tuple[ClipModel, Callable[[Any], torch.Tensor]
 
     Returns
     -------
-    model : open_clip.CLIP
-        In eval mode, on the CPU.
-    preprocess : callable
-        open_clip's validation transform: PIL image -> float tensor of shape (3, H, W).
-    tokenizer : callable
-        open_clip's tokenizer: list of str -> int64 tensor of shape (n, context_length).
+    model, preprocess, tokenizer
+        As :func:`probelog.clip_encoder.open_clip.load_clip`: the model in eval mode on the CPU,
+        open_clip's validation transform, and its tokenizer.
     """
+    from probelog.clip_encoder.open_clip import load_clip as load_any_clip
+
     clip_dir = Path(world_dir) / "clip"
-    configs = sorted(clip_dir.glob("*.json"))
-    configs = [p for p in configs if p.name != REPORT_NAME]
+    configs = [p for p in sorted(clip_dir.glob("*.json")) if p.name != REPORT_NAME]
     if len(configs) != 1:
         raise FileNotFoundError(f"expected one open_clip model config in {clip_dir}, found {configs}")
-    name = register_model_config(configs[0])
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=str(clip_dir / CHECKPOINT_NAME)
-    )
-    model.eval()
-    return model, preprocess, open_clip.get_tokenizer(name)
+    return load_any_clip(configs[0].stem, str(clip_dir / CHECKPOINT_NAME), str(configs[0]))  # type: ignore[no-any-return]
 
 
 def normalisation(model: ClipModel) -> tuple[tuple[float, ...], tuple[float, ...]]:
