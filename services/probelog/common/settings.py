@@ -66,13 +66,20 @@ def flat_fields(cls: type[Settings]) -> dict[str, tuple[dataclasses.Field[Any], 
         if nested is None:
             out[field.name] = (field, hints[field.name])
             continue
-        for name, (inner, hint) in flat_fields(nested).items():
-            if name in _PROCESS_FIELDS or inner.metadata.get("peer"):
-                continue
+        for name, spec in _service_fields(nested).items():
             if name in out:
                 raise TypeError(f"{cls.__name__}: setting {name} is declared twice")
-            out[name] = (inner, hint)
+            out[name] = spec
     return out
+
+
+def _service_fields(nested: type[Settings]) -> dict[str, tuple[dataclasses.Field[Any], Any]]:
+    """The settings a nested service brings: all but the process-wide ones and peer addresses."""
+    return {
+        name: (field, hint)
+        for name, (field, hint) in flat_fields(nested).items()
+        if name not in _PROCESS_FIELDS and not field.metadata.get("peer")
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,10 +158,7 @@ class Nested(Settings):
             else:
                 raise TypeError(f"{type(self).__name__}: {field.name} is required")
             if nested is not None:
-                names = {
-                    name for name, (inner, _) in flat_fields(nested).items()
-                    if name not in _PROCESS_FIELDS and not inner.metadata.get("peer")
-                }
+                names = _service_fields(nested)
                 given = {name: values.pop(name) for name in list(values) if name in names}
                 if given:
                     value = dataclasses.replace(value, **given)
@@ -172,7 +176,5 @@ class Nested(Settings):
             if nested is None:
                 out[field.name] = value
                 continue
-            for name, (inner, _) in flat_fields(nested).items():
-                if name not in _PROCESS_FIELDS and not inner.metadata.get("peer"):
-                    out[name] = getattr(value, name)
+            out.update({name: getattr(value, name) for name in _service_fields(nested)})
         return out
