@@ -1,5 +1,5 @@
 """The request fields several services share, checked at their servicer edges: the identifiers
-clients choose, and top_k (one default, one limit)."""
+clients choose, top_k and page sizes (one default and one limit each)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ MAX_ID_LENGTH = 256
 #: Hits returned when a request sets no top_k, and the most it may ask for.
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 1000
+#: Models per listing page when a request sets none, and the most it may ask for.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _PROBE_SET_ID = re.compile(r"^ps-[0-9a-f]{16}$")
 
@@ -43,3 +46,11 @@ def check_top_k(top_k: int, *, field: str = "top_k") -> int:
     if not 1 <= top_k <= MAX_TOP_K:
         raise InvalidArgument(f"{field} must be between 1 and {MAX_TOP_K}, got {top_k}", field=field)
     return int(top_k)
+
+
+def check_page_size(page_size: int, *, field: str = "page_size") -> int:
+    """``page_size``, or :data:`DEFAULT_PAGE_SIZE` when it is 0; InvalidArgument beyond
+    :data:`MAX_PAGE_SIZE`."""
+    if page_size > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"{field} must be at most {MAX_PAGE_SIZE}, got {page_size}", field=field)
+    return int(page_size or DEFAULT_PAGE_SIZE)

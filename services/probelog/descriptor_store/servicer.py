@@ -9,7 +9,7 @@ import numpy as np
 
 from probelog.common.edge import rpc
 from probelog.common.errors import InvalidArgument
-from probelog.common.ids import check_probe_set_id
+from probelog.common.ids import check_page_size
 from probelog.common.ports import ChangeKind, DescriptorStore
 from probelog.descriptor_store.records import decode_descriptors, encode_descriptors
 from probelog.v1 import descriptor_store_pb2 as pb
@@ -72,8 +72,7 @@ class DescriptorStoreServicer(pb_grpc.DescriptorStoreServiceServicer):
     async def GetProbeSet(
         self, request: pb.GetProbeSetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GetProbeSetResponse]:
-        check_probe_set_id(request.probe_set_id)
-        info, images = await self._store.get_probe_set(request.probe_set_id)
+        info, images = await self._store.get_probe_set(request.probe_set_id)  # the backend checks the id
         yield pb.GetProbeSetResponse(header=info)
         flat = memoryview(np.ascontiguousarray(images)).cast("B")
         per_image = images[0].nbytes
@@ -112,10 +111,8 @@ class DescriptorStoreServicer(pb_grpc.DescriptorStoreServiceServicer):
     async def ListStoredModels(
         self, request: pb.ListStoredModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListStoredModelsResponse:
-        if request.page_size > 1000:
-            raise InvalidArgument("page_size must be at most 1000")
         models, token = await self._store.list_models(
-            request.probe_set_id, page_size=request.page_size or 100, page_token=request.page_token
+            request.probe_set_id, page_size=check_page_size(request.page_size), page_token=request.page_token
         )
         return pb.ListStoredModelsResponse(models=models, next_page_token=token)
 

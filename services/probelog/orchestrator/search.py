@@ -26,7 +26,7 @@ from probelog.common.errors import (
     InvalidArgument,
     NotFound,
 )
-from probelog.common.ids import DEFAULT_TOP_K
+from probelog.common.ids import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K
 from probelog.common.ports import (
     Concept,
     DescriptorStore,
@@ -308,7 +308,7 @@ class SearchEngine:
     # ------------------------------------------------------------------ management
 
     async def list_models(
-        self, probe_set_id: str = "", page_size: int = 100, page_token: str = ""
+        self, probe_set_id: str = "", page_size: int = DEFAULT_PAGE_SIZE, page_token: str = ""
     ) -> tuple[list[types_pb2.ModelInfo], str]:
         probe_set = await self.resolve_probe_set(probe_set_id)
         return await self.store.list_models(probe_set.probe_set_id, page_size=page_size, page_token=page_token)

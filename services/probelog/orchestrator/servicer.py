@@ -12,7 +12,7 @@ import grpc
 
 from probelog.common.edge import rpc, time_remaining
 from probelog.common.errors import InvalidArgument
-from probelog.common.ids import check_model_id, check_probe_set_id, check_top_k
+from probelog.common.ids import check_model_id, check_page_size, check_probe_set_id, check_top_k
 from probelog.common.ports import Concept, ImageQuery
 from probelog.orchestrator.search import IndexRequest, SearchEngine, SearchQuery
 from probelog.v1 import search_pb2 as pb
@@ -21,9 +21,6 @@ from probelog.v1 import search_pb2_grpc as pb_grpc
 #: Deadlines applied when the caller sets none.
 SEARCH_TIMEOUT_S = 30.0
 INDEX_TIMEOUT_S = 900.0
-#: ListModels pages: the size when the request sets none, and the largest.
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 
 def probe_set_field(value: str) -> str:
@@ -116,10 +113,8 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        if request.page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument(f"page_size must be at most {MAX_PAGE_SIZE}", field="page_size")
         models, token = await self._engine.list_models(
-            probe_set_field(request.probe_set_id), request.page_size or DEFAULT_PAGE_SIZE, request.page_token
+            probe_set_field(request.probe_set_id), check_page_size(request.page_size), request.page_token
         )
         return pb.ListModelsResponse(models=models, next_page_token=token)
 
