@@ -14,15 +14,11 @@ import pytest
 
 from probelog.common.errors import NotFound, Unavailable
 from probelog.common.ports import ChangeKind
-from probelog.core.distance import logit_entries
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.redis_store import CHUNK_BYTES, RedisDescriptorStore
-from probelog.v1 import types_pb2
 from probelog_devstack import free_port, redis_server
+from tests.support import stores
 from tests.support.backends import redis_for_tests
-
-N_PROBES = 120
-R = 10
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +39,6 @@ async def _redis_store(url: str, **settings) -> RedisDescriptorStore:
     return store
 
 
-def _images(seed: int = 0, n: int = N_PROBES, size: int = 8) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-
-
-def _model(ps_id: str, model_id: str, n_logits: int = 3, seed: int = 0, n_probes: int = N_PROBES):
-    rng = np.random.default_rng(seed)
-    entries = logit_entries(rng.normal(size=(n_logits, n_probes)).astype(np.float32), R)
-    offsets = rng.normal(size=n_logits).astype(np.float32)
-    info = types_pb2.ModelInfo(model_id=model_id, probe_set_id=ps_id, n_logits=n_logits, r=R)
-    return info, entries, offsets
-
-
 # ---------------------------------------------------------------------- Redis only
 
 
@@ -62,7 +46,7 @@ async def test_key_schema_reindex_is_idempotent_and_delete_removes_everything(re
     store = await _redis_store(redis_url)
     raw = store._redis
     try:
-        images = _images(size=64, n=1100)  # 13.5 MB: several chunks
+        images = stores.images(size=64, n=1100)  # 13.5 MB: several chunks
         ps, _ = await store.put_probe_set("big", images)
         ps_id = ps.probe_set_id
         n_chunks = -(-images.nbytes // ((CHUNK_BYTES // images[0].nbytes) * images[0].nbytes))
@@ -76,7 +60,7 @@ async def test_key_schema_reindex_is_idempotent_and_delete_removes_everything(re
 
         base = {f"{tag}:probe_sets", f"{tag}:ps:{ps_id}", *(f"{tag}:ps:{ps_id}:chunk:{i}" for i in range(n_chunks))}
         assert await keys() == {k.encode() for k in base}
-        info, entries, offsets = _model(ps_id, "m:1", n_probes=len(images))
+        info, entries, offsets = stores.model(ps_id, "m:1", n_probes=len(images))
         await store.put_model(info, entries, offsets)
         after_one = await keys()
         record = await raw.get(f"{tag}:model:{ps_id}:m:1")
@@ -97,7 +81,7 @@ async def test_half_registered_probe_set_is_invisible_until_committed(redis_url)
     # A writer that crashed after its chunks and before the commit leaves chunks but no header.
     store = await _redis_store(redis_url)
     try:
-        images = _images(seed=5)
+        images = stores.images(seed=5)
         from probelog.common.probe_sets import probe_set_id
 
         ps_id = probe_set_id(images)
@@ -116,9 +100,9 @@ async def test_change_feed_follows_and_resets_when_trimmed(redis_url):
     writer = await _redis_store(redis_url)
     reader = await _redis_store(redis_url, redis_key_prefix=writer.prefix)
     try:
-        ps, _ = await writer.put_probe_set("probes", _images())
+        ps, _ = await writer.put_probe_set("probes", stores.images())
         for i in range(3):
-            await writer.put_model(*_model(ps.probe_set_id, f"m{i}", seed=i))
+            await writer.put_model(*stores.model(ps.probe_set_id, f"m{i}", seed=i))
         feed = reader.watch(1)
         assert [(c.sequence, c.model_id) for c in [await anext(feed), await anext(feed)]] == [(2, "m1"), (3, "m2")]
         pending = asyncio.ensure_future(anext(feed))
@@ -130,7 +114,7 @@ async def test_change_feed_follows_and_resets_when_trimmed(redis_url):
         await feed.aclose()
         # Trim the stream past what a late follower asks for: it is told to reload.
         for i in range(3, 6):
-            await writer.put_model(*_model(ps.probe_set_id, f"m{i}", seed=i))
+            await writer.put_model(*stores.model(ps.probe_set_id, f"m{i}", seed=i))
         await writer._redis.xtrim(writer._changes_key, maxlen=1, approximate=False)
         late = reader.watch(2)
         first, second = await anext(late), await anext(late)
@@ -168,9 +152,9 @@ async def test_acl_user_and_password_are_passed_through(redis_url):
             "ACL", "SETUSER", user, "on", ">pw-ok", f"~{{{prefix}}}:*", "+@all", "-@dangerous", "+info"
         )
         store = await _redis_store(redis_url, redis_key_prefix=prefix, redis_username=user, redis_password="pw-ok")
-        ps, created = await store.put_probe_set("probes", _images())
+        ps, created = await store.put_probe_set("probes", stores.images())
         assert created
-        assert await store.put_model(*_model(ps.probe_set_id, "m")) == 1
+        assert await store.put_model(*stores.model(ps.probe_set_id, "m")) == 1
         await store.close()
         wrong = RedisDescriptorStore.from_settings(StoreSettings(
             store_url=redis_url, redis_key_prefix=prefix, redis_username=user, redis_password="pw-wrong",
@@ -191,12 +175,12 @@ async def test_writes_and_the_change_feed_survive_a_redis_restart(tmp_path):
     store = await _redis_store(server.url, redis_retry_s=60.0)
     follower = await _redis_store(server.url, redis_key_prefix=store.prefix)
     try:
-        ps, _ = await store.put_probe_set("probes", _images())
-        await store.put_model(*_model(ps.probe_set_id, "before"))
+        ps, _ = await store.put_probe_set("probes", stores.images())
+        await store.put_model(*stores.model(ps.probe_set_id, "before"))
         feed = follower.watch(0)
         assert (await anext(feed)).model_id == "before"
         server.kill()
-        write = asyncio.ensure_future(store.put_model(*_model(ps.probe_set_id, "during")))
+        write = asyncio.ensure_future(store.put_model(*stores.model(ps.probe_set_id, "during")))
         await asyncio.sleep(0.3)
         await asyncio.to_thread(server.restart)
         assert await asyncio.wait_for(write, 60) == 2
@@ -226,7 +210,7 @@ async def test_tls_is_verified_with_the_configured_ca(tmp_path):
     url = f"rediss://127.0.0.1:{tls_port}/0"
     try:
         store = await _redis_store(url, redis_tls_ca_file=str(cert))
-        ps, created = await store.put_probe_set("probes", _images())
+        ps, created = await store.put_probe_set("probes", stores.images())
         assert created and (await store.probe_set_info(ps.probe_set_id)) == ps
         await store.close()
         unverified = RedisDescriptorStore.from_settings(StoreSettings(store_url=url, redis_retry_s=0.2))
@@ -247,9 +231,9 @@ async def test_ranker_reloads_when_redis_lost_its_data(redis_url):
 
     prefix = _prefix()
     store = await _redis_store(redis_url, redis_key_prefix=prefix)
-    ps, _ = await store.put_probe_set("probes", _images())
+    ps, _ = await store.put_probe_set("probes", stores.images())
     for i in range(3):
-        await store.put_model(*_model(ps.probe_set_id, f"old-{i}", seed=i))
+        await store.put_model(*stores.model(ps.probe_set_id, f"old-{i}", seed=i))
     ranker = Ranker(store, values_dtype=np.float32)
     await ranker.start()
     try:
@@ -257,8 +241,8 @@ async def test_ranker_reloads_when_redis_lost_its_data(redis_url):
         flusher = await _redis_store(redis_url, redis_key_prefix=prefix)
         await flusher._redis.flushall()
         await flusher.close()
-        ps, _ = await store.put_probe_set("probes", _images())
-        sequence = await store.put_model(*_model(ps.probe_set_id, "new", seed=7))
+        ps, _ = await store.put_probe_set("probes", stores.images())
+        sequence = await store.put_model(*stores.model(ps.probe_set_id, "new", seed=7))
         assert sequence == 1
         # The feed's reset makes the ranker reload from the (new) store.
         for _ in range(200):
@@ -268,7 +252,7 @@ async def test_ranker_reloads_when_redis_lost_its_data(redis_url):
             await asyncio.sleep(0.05)
         assert ranker.indexes[ps.probe_set_id].model_ids() == ["new"]
         assert await ranker.applied_sequence() == 1
-        sequence = await store.put_model(*_model(ps.probe_set_id, "newer", seed=8))
+        sequence = await store.put_model(*stores.model(ps.probe_set_id, "newer", seed=8))
         assert await ranker.wait_applied(sequence, timeout=10)
         assert sorted(ranker.indexes[ps.probe_set_id].model_ids()) == ["new", "newer"]
     finally:

@@ -14,15 +14,12 @@ import pytest_asyncio
 
 from probelog.common.errors import InvalidArgument, NotFound
 from probelog.common.ports import ChangeKind, iter_models
-from probelog.core.distance import logit_entries
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.file_store import FileDescriptorStore
 from probelog.descriptor_store.redis_store import RedisDescriptorStore
 from probelog.v1 import types_pb2
+from tests.support import stores
 from tests.support.backends import redis_for_tests
-
-N_PROBES = 120
-R = 10
 
 
 @pytest.fixture(scope="module")
@@ -54,25 +51,13 @@ async def store(open_store):
     await s.close()
 
 
-def _images(seed: int = 0, n: int = N_PROBES, size: int = 8) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-
-
-def _model(ps_id: str, model_id: str, n_logits: int = 3, seed: int = 0, n_probes: int = N_PROBES):
-    rng = np.random.default_rng(seed)
-    entries = logit_entries(rng.normal(size=(n_logits, n_probes)).astype(np.float32), R)
-    offsets = rng.normal(size=n_logits).astype(np.float32)
-    info = types_pb2.ModelInfo(model_id=model_id, probe_set_id=ps_id, n_logits=n_logits, r=R)
-    return info, entries, offsets
-
-
 
 async def test_probe_sets_register_once_and_round_trip(store):
-    images = _images()
+    images = stores.images()
     info, created = await store.put_probe_set("probes", images)
     again, created_again = await store.put_probe_set("other name", images)
     assert (created, created_again) == (True, False)
-    assert again == info and info.name == "probes" and info.n_probes == N_PROBES
+    assert again == info and info.name == "probes" and info.n_probes == stores.N_PROBES
     assert await store.probe_set_info(info.probe_set_id) == info
     got_info, got = await store.get_probe_set(info.probe_set_id)
     assert got_info == info and np.array_equal(got, images)
@@ -86,17 +71,17 @@ async def test_probe_sets_register_once_and_round_trip(store):
 
 
 async def test_models_put_get_list_delete_with_sequences(store):
-    ps, _ = await store.put_probe_set("probes", _images())
+    ps, _ = await store.put_probe_set("probes", stores.images())
     ps_id = ps.probe_set_id
     assert await store.current_sequence() == 0
     sequences = []
     for i, model_id in enumerate(["b", "a", "c/with:odd chars", "a"]):
-        info, entries, offsets = _model(ps_id, model_id, seed=i)
+        info, entries, offsets = stores.model(ps_id, model_id, seed=i)
         sequences.append(await store.put_model(info, entries, offsets))
     assert sequences == [1, 2, 3, 4]
     assert await store.current_sequence() == 4
     stored = await store.get_model(ps_id, "a", include_descriptors=True)
-    _, entries, offsets = _model(ps_id, "a", seed=3)  # the re-indexed version wins
+    _, entries, offsets = stores.model(ps_id, "a", seed=3)  # the re-indexed version wins
     assert np.array_equal(stored.entries.top_indices, entries.top_indices)
     assert np.allclose(stored.entries.top_values, entries.top_values)
     assert np.allclose(stored.offsets, offsets)
@@ -121,8 +106,8 @@ async def test_models_put_get_list_delete_with_sequences(store):
 
 
 async def test_invalid_models_are_refused_and_nothing_is_stored(store):
-    ps, _ = await store.put_probe_set("probes", _images())
-    info, entries, offsets = _model(ps.probe_set_id, "m")
+    ps, _ = await store.put_probe_set("probes", stores.images())
+    info, entries, offsets = stores.model(ps.probe_set_id, "m")
     with pytest.raises(InvalidArgument, match="offsets"):
         await store.put_model(info, entries, offsets[:2])
     bad = np.array(offsets)
@@ -136,10 +121,10 @@ async def test_invalid_models_are_refused_and_nothing_is_stored(store):
 
 
 async def test_listing_pages_by_cursor(store):
-    ps, _ = await store.put_probe_set("probes", _images())
+    ps, _ = await store.put_probe_set("probes", stores.images())
     ids = [f"model-{i:02d}" for i in range(23)]
     for i, model_id in enumerate(ids):
-        await store.put_model(*_model(ps.probe_set_id, model_id, seed=i))
+        await store.put_model(*stores.model(ps.probe_set_id, model_id, seed=i))
     pages, token = [], ""
     while True:
         infos, token = await store.list_models(ps.probe_set_id, page_size=10, page_token=token)
@@ -147,36 +132,36 @@ async def test_listing_pages_by_cursor(store):
         if not token:
             break
         # A model added behind the cursor does not shift the pages still to come.
-        await store.put_model(*_model(ps.probe_set_id, "model-00a"))
+        await store.put_model(*stores.model(ps.probe_set_id, "model-00a"))
     assert [len(p) for p in pages] == [10, 10, 3]
     assert list(itertools.chain(*pages)) == ids
 
 
 async def test_a_model_of_an_unknown_probe_set_or_the_wrong_size_is_refused(store):
-    ps, _ = await store.put_probe_set("probes", _images())
-    info, entries, offsets = _model(ps.probe_set_id, "m")
+    ps, _ = await store.put_probe_set("probes", stores.images())
+    info, entries, offsets = stores.model(ps.probe_set_id, "m")
     info.n_logits = 4
     with pytest.raises(InvalidArgument, match="n_logits"):
         await store.put_model(info, entries, offsets)
     with pytest.raises(NotFound):
         await store.get_model(ps.probe_set_id, "m")
     with pytest.raises(NotFound, match="probe set"):
-        await store.put_model(*_model("ps-0123456789abcdef", "m"))
+        await store.put_model(*stores.model("ps-0123456789abcdef", "m"))
     assert await store.current_sequence() == 0
 
 
 async def test_iter_models_reads_every_page(store):
-    ps, _ = await store.put_probe_set("probes", _images())
+    ps, _ = await store.put_probe_set("probes", stores.images())
     ids = [f"m{i}" for i in range(7)]
     for i, model_id in enumerate(ids):
-        await store.put_model(*_model(ps.probe_set_id, model_id, seed=i))
+        await store.put_model(*stores.model(ps.probe_set_id, model_id, seed=i))
     pages = [[i.model_id for i in page] async for page in iter_models(store, ps.probe_set_id, page_size=3)]
     assert pages == [ids[:3], ids[3:6], ids[6:]]
 
 
 async def test_change_feed_catches_up_then_follows(store):
-    ps, _ = await store.put_probe_set("probes", _images())
-    await store.put_model(*_model(ps.probe_set_id, "a"))
+    ps, _ = await store.put_probe_set("probes", stores.images())
+    await store.put_model(*stores.model(ps.probe_set_id, "a"))
     await store.delete_model(ps.probe_set_id, "a")
     changes = []
 
@@ -188,7 +173,7 @@ async def test_change_feed_catches_up_then_follows(store):
 
     task = asyncio.create_task(follow())
     await asyncio.sleep(0.05)
-    await store.put_model(*_model(ps.probe_set_id, "b"))
+    await store.put_model(*stores.model(ps.probe_set_id, "b"))
     await asyncio.wait_for(task, 10)
     assert [(c.sequence, c.kind, c.model_id) for c in changes] == [
         (1, ChangeKind.PUT, "a"), (2, ChangeKind.DELETE, "a"), (3, ChangeKind.PUT, "b"),
@@ -196,13 +181,13 @@ async def test_change_feed_catches_up_then_follows(store):
 
 
 async def test_data_and_sequence_survive_reopening(store, open_store):
-    ps, _ = await store.put_probe_set("probes", _images())
-    await store.put_model(*_model(ps.probe_set_id, "a"))
+    ps, _ = await store.put_probe_set("probes", stores.images())
+    await store.put_model(*stores.model(ps.probe_set_id, "a"))
     await store.close()
     reopened = await open_store()
     try:
         assert await reopened.current_sequence() == 1
         assert [i.model_id for i in (await reopened.list_models(ps.probe_set_id))[0]] == ["a"]
-        assert await reopened.put_model(*_model(ps.probe_set_id, "b")) == 2
+        assert await reopened.put_model(*stores.model(ps.probe_set_id, "b")) == 2
     finally:
         await reopened.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probelog.common.errors import FailedPrecondition, Unavailable
-from probelog_devstack import free_port
+from probelog_devstack import free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +60,7 @@ class RedisServer:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+        return stop_process(self.proc, "redis-server", timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, with no chance to save anything."""

@@ -32,7 +32,7 @@ from typing import Any
 from probelog.common.errors import FailedPrecondition, Unavailable
 from probelog.common.world_layout import WorldLayout
 from probelog.probe_runner import triton_repo
-from probelog_devstack import free_port, redis_server, triton_server
+from probelog_devstack import free_port, redis_server, stop_process, triton_server
 from probelog_devstack.redis_server import RedisServer
 from probelog_devstack.triton_server import TritonServer
 
@@ -102,15 +102,7 @@ class ServiceProcess:
     def stop(self, timeout: float = 20.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s ignored SIGTERM for %.0f s; killing it", self.name, timeout)
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, self.name, timeout)
 
     def restart(self, timeout: float = 180.0) -> None:
         self.stop()

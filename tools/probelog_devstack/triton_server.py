@@ -22,7 +22,6 @@ import importlib.util
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probelog.common.errors import FailedPrecondition, Unavailable
-from probelog_devstack import free_port
+from probelog_devstack import free_port, stop_process
 
 logger = logging.getLogger(__name__)
 
@@ -135,15 +134,7 @@ class TritonServer:
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM (Triton unloads its models and exits), then SIGKILL after ``timeout``."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("tritonserver pid %d ignored SIGTERM for %.0f s; killing it", self.proc.pid, timeout)
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+        return stop_process(self.proc, "tritonserver", timeout)
 
     def restart(self, timeout: float = 60.0) -> None:
         """Start the same server again (same ports, repository, models) after :meth:`stop`."""
