@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded default, with nothing else installed: set up the venv,
-# build the tiny world (cached in .data/), start the embedded server, index its model hub, and
-# search it by text and by example images. The ground-truth column is printed for the reader; the
-# search itself never reads it.
+# build the demo world (cached in .data/; minutes on two cores), start the embedded server, index
+# its model hub, search it by text and by example images, and measure ProbeLog's top-1 over every
+# concept of the hub. The ground-truth column is printed for the reader; the search itself never
+# reads it. PROBELOG_WORLD and PROBELOG_WORLD_SCALE (tiny, demo, bench) choose another world.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORLD=${PROBELOG_WORLD:-.data/world-tiny-seed0}
+SCALE=${PROBELOG_WORLD_SCALE:-demo}
+WORLD=${PROBELOG_WORLD:-.data/world-$SCALE-seed0}
 STORE=${PROBELOG_DEMO_STORE:-.data/demo-store}
 RUN=$(mktemp -d)
 PROBELOG=.venv/bin/probelog
 
 ./scripts/setup.sh
-"$PROBELOG" world build --scale tiny --seed 0 --out "$WORLD"
+"$PROBELOG" world build --scale "$SCALE" --seed 0 --out "$WORLD"
 
 echo "[demo] starting the embedded server (all five services in one process)" >&2
 "$PROBELOG" serve --embedded --world "$WORLD" --store-url "file://$STORE" \
@@ -44,3 +46,5 @@ done
 echo
 echo "[demo] search by an example image of '${QUERIES[0]}':" >&2
 "$PROBELOG" search --image "$RUN/example.png" --top-k 5 --address "$ADDRESS" --truth "$WORLD/ground_truth.json"
+echo
+.venv/bin/python scripts/demo_accuracy.py "$WORLD" --address "$ADDRESS"

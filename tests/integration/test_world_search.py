@@ -75,13 +75,17 @@ async def test_one_hit_per_model_returns_distinct_models(world_stub):
 
 def test_readme_main_command(tiny_world, tmp_path):
     """scripts/demo.sh, as the README runs it, on the (already built) tiny world."""
-    env = procs.test_env(PROBELOG_WORLD=str(tiny_world), PROBELOG_DEMO_STORE=str(tmp_path / "store"))
+    env = procs.test_env(
+        PROBELOG_WORLD=str(tiny_world), PROBELOG_WORLD_SCALE="tiny", PROBELOG_DEMO_STORE=str(tmp_path / "store")
+    )
     result = subprocess.run(["./scripts/demo.sh"], cwd=procs.REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "indexed 12 of 12 models" in result.stderr
     # Three text queries and one image query, each a table of 5 hits with the truth column.
     assert result.stdout.count("ground truth (evaluation only)") == 4
     assert result.stdout.count(" hits among ") == 4
+    # It ends with ProbeLog's top-1 over every concept of the hub, measured through the API.
+    assert "ProbeLog top-1 over all" in result.stdout.splitlines()[-1]
 
 
 def test_quality_bench_writes_every_table_and_plot(tiny_world, tmp_path):

@@ -92,7 +92,7 @@ class Hub:
     def n_logits(self) -> int:
         return len(self.logit_concept)
 
-    def relevant(self, queries: Sequence[int] | None = None) -> npt.NDArray[np.bool_]:
+    def relevant(self, queries: Sequence[int] | npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.bool_]:
         """(n_logits, n_queries): logit l answers query q when it recognises that concept."""
         cols = np.arange(len(self.query_names)) if queries is None else np.asarray(queries)
         return self.logit_query[:, None] == cols[None, :]

@@ -96,10 +96,10 @@ def _clip(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from probelog_world.build import CLIP_RN, IMAGE_SIZE
+    from probelog_world.build import CLIP_RN
     from probelog_world.clip import CHECKPOINT_NAME, ClipArchitecture, ClipTraining, save_half, train_clip
     from probelog_world.concepts import ConceptSet, rng_for
-    from probelog_world.render import render_objects
+    from probelog_world.render import IMAGE_SIZE, render_objects
 
     if args.steps < 1 or args.batch_size < 2 or args.threads < 1:
         print("error: --steps, --threads must be at least 1 and --batch-size at least 2", file=sys.stderr)

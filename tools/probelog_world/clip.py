@@ -152,7 +152,7 @@ def load_clip(world_dir: Path) -> tuple[ClipModel, Callable[[Any], torch.Tensor]
     configs = [p for p in sorted(clip_dir.glob("*.json")) if p.name != REPORT_NAME]
     if len(configs) != 1:
         raise FileNotFoundError(f"expected one open_clip model config in {clip_dir}, found {configs}")
-    return load_any_clip(configs[0].stem, str(clip_dir / CHECKPOINT_NAME), str(configs[0]))  # type: ignore[no-any-return]
+    return load_any_clip(configs[0].stem, str(clip_dir / CHECKPOINT_NAME), str(configs[0]))
 
 
 def normalisation(model: ClipModel) -> tuple[tuple[float, ...], tuple[float, ...]]:
