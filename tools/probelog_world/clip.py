@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from probelog.common.files import atomic_write
 from probelog_world.captions import Captioner, prompts
 from probelog_world.concepts import COARSE_KINDS, ConceptSet, rng_for
 from probelog_world.models import param_groups
@@ -630,23 +629,8 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, name: str, steps: int) 
 
 
 def _atomic_torch_save(state: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=1) + "\n").encode("utf-8")))

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from probelog.common.files import atomic_write
 from probelog.core.metrics import average_precision
 from probelog_world.concepts import COARSE_KINDS, FINE, ConceptSet, rng_for
 from probelog_world.models import (
@@ -403,10 +404,8 @@ class FoundationTooWeakError(RuntimeError):
 
 def save_foundation(model: Classifier, arch: Architecture, path: Path, report: dict[str, Any]) -> None:
     """Write a foundation (architecture, weights, report) atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"architecture": asdict(arch), "state_dict": model.state_dict(), "report": report}, tmp)
-    tmp.replace(path)
+    state = {"architecture": asdict(arch), "state_dict": model.state_dict(), "report": report}
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_foundation(path: Path, image_size: int) -> tuple[Classifier, Architecture]:

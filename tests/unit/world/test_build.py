@@ -32,6 +32,7 @@ MICRO = Scale(
     foundation_per_concept=1,
     foundation_epochs=1,
     foundation_floor=0.0,
+    clip_tower_floor=0.0,
     check_per_concept=1,
     train_per_concept=2,
     n_models=3,
@@ -129,6 +130,7 @@ def test_scales_follow_their_budgets() -> None:
     # Competent foundations wherever quality is claimed; the tiny world makes no claim.
     assert SCALES["tiny"].foundation_floor == 0.0
     assert SCALES["demo"].foundation_floor >= 0.9 and SCALES["bench"].foundation_floor >= 0.9
+    assert SCALES["demo"].clip_tower_floor >= 0.75 and SCALES["bench"].clip_tower_floor >= 0.75
     # More than one CLIP tower among the bench's foundations, and a carried CLIP for the demo.
     assert len(SCALES["bench"].clips) >= 2
     assert SCALES["demo"].clips[0].carried and SCALES["demo"].measure_search
