@@ -241,7 +241,7 @@ def default_data_dir() -> Path:
     env = os.environ.get("PROBELOG_DATA_DIR")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[3]
+    repo = Path(__file__).resolve().parents[2]
     if (repo / "pyproject.toml").is_file():
         return repo / ".data"
     return Path.home() / ".cache" / "probelog"
