@@ -91,9 +91,11 @@ def decode_image(data: bytes, where: str, max_pixels: int = limits.DEFAULT_MAX_I
                 )
             img.load()
             return img.convert("RGB")
+    except Image.DecompressionBombError:  # Pillow's own guard, from the header as well
+        raise InvalidArgument(f"{where} has more pixels than the limit of {max_pixels}") from None
     except UnidentifiedImageError:
         raise InvalidArgument(f"{where} is not a readable image (unknown format)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidArgument(f"{where} is not a readable image ({type(exc).__name__})") from None
 
 
