@@ -19,7 +19,13 @@ from probelog.descriptor_store.servicer import DescriptorStoreServicer
 from probelog.embedded import EmbeddedSettings, build
 from probelog.ranker import main as ranker_main
 from probelog.ranker.config import RankerSettings
-from probelog.v1 import clip_encoder_pb2, descriptor_store_pb2, descriptor_store_pb2_grpc, search_pb2, types_pb2
+from probelog.v1 import (
+    clip_encoder_pb2,
+    descriptor_store_pb2,
+    descriptor_store_pb2_grpc,
+    search_pb2,
+    types_pb2,
+)
 from probelog.v1 import search_pb2_grpc as pb_grpc
 
 
