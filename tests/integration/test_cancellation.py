@@ -125,3 +125,21 @@ async def test_a_cancellation_storm_leaves_every_model_whole_or_gone(served):
         raise AssertionError(f"feed: {len(sequences)} changes read, last {sequences[-3:]}, want {last}") from None
     assert sequences == sorted(set(sequences)), "duplicate or out-of-order sequences"
     assert sequences[-1] == last
+
+
+async def test_index_model_that_committed_answers_searchable_false_when_the_ranker_is_down(served, monkeypatch):
+    from probelog.common.errors import Unavailable
+
+    stub, embedded = served
+
+    async def down(*, timeout=None):
+        raise Unavailable("the ranker at 127.0.0.1:1 is unavailable: connection refused")
+
+    monkeypatch.setattr(embedded.engine.ranker, "applied_sequence", down)
+    response = await stub.IndexModel(search_pb2.IndexModelRequest(model_name="random-1", model_id="while-down"))
+    assert response.model.model_id == "while-down" and not response.searchable
+    # Committed all the same: the store has it, and the ranker serves it once it answers again.
+    assert (await stub.GetModel(search_pb2.GetModelRequest(model_id="while-down"))).model.n_logits == 3
+    monkeypatch.undo()
+    hits = (await stub.Search(search_pb2.SearchRequest(text="pizza", include_model_ids=["while-down"]))).hits
+    assert hits

@@ -121,6 +121,9 @@ class SearchEngine:
         :func:`probelog.common.background.resolve_k`.
     default_probe_set : str
         Probe-set id or name used when a request names none.
+    limits : ModelLimits, optional
+        What a model may bring: its logit count is checked once it has been probed (labels and
+        metadata at the servicer edge, before).
     """
 
     def __init__(
