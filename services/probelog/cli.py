@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     index = client_parser("index", "probe models and make them searchable")
-    index.add_argument("models", nargs="*", help="model names known to the runner, or model paths (embedded)")
+    index.add_argument("models", nargs="*", help="model names known to the runner, or model paths (a server run with --onnx-allow-paths)")
     index.add_argument("--all", action="store_true", help="every model the runner serves that is not indexed yet")
     index.add_argument("--reindex", action="store_true", help="with --all: also models indexed already")
     index.add_argument("--quiet", action="store_true", help="no progress bar")
