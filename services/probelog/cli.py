@@ -78,8 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings_cls, serve = _services()[service]
     names = set(flat_fields(settings_cls))
     overrides = {k: v for k, v in vars(args).items() if k in names}
-    if args.port is not None:
-        overrides["listen_address"] = f"{args.host}:{args.port}"
+    # Embedded mode binds loopback unless told otherwise: it is the one shape that may run
+    # without API keys, on a developer's machine.
+    host = args.host or ("127.0.0.1" if service == "embedded" else "[::]")
+    if args.port is not None or args.host:
+        overrides["listen_address"] = f"{host}:{args.port if args.port is not None else DEFAULT_PORTS[service]}"
     try:
         settings = settings_cls.from_env(overrides)
     except (ValueError, TypeError) as exc:
@@ -100,7 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _client(args: argparse.Namespace) -> Any:
     from probelog.client import ProbeLogClient
 
-    return ProbeLogClient(args.address)
+    return ProbeLogClient(args.address, token=args.token)
 
 
 def _run_client(args: argparse.Namespace, action: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
@@ -263,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a service, or all of them in one process (--embedded)")
     serve.add_argument("service", nargs="?", choices=SERVICE_NAMES)
     serve.add_argument("--embedded", action="store_true", help="all five services in one process")
-    serve.add_argument("--host", default="[::]", help="interface to bind (default [::])")
+    serve.add_argument(
+        "--host", help="interface to bind (default 127.0.0.1 for --embedded, [::] for a service)"
+    )
     serve.add_argument("--port", type=int, help="port to bind (0: any free port); default per service")
     serve.add_argument("--ready-file", help="write the bound port here once serving")
     # Every service's settings are accepted; each service reads the ones it has.
@@ -279,10 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"SearchService host:port (env PROBELOG_ADDRESS; default {DEFAULT_ADDRESS})",
         )
         p.add_argument("--probe-set", default="", help="probe-set id or name (default: the server's)")
+        p.add_argument(
+            "--token", default=os.environ.get("PROBELOG_TOKEN", ""),
+            help="API key sent as 'authorization: Bearer <key>' (env PROBELOG_TOKEN)",
+        )
         return p
 
     index = client_parser("index", "probe models and make them searchable")
-    index.add_argument("models", nargs="*", help="model names known to the runner, or model paths (embedded)")
+    index.add_argument("models", nargs="*", help="model names known to the runner, or model paths (a server run with --onnx-allow-paths)")
     index.add_argument("--all", action="store_true", help="every model the runner serves that is not indexed yet")
     index.add_argument("--reindex", action="store_true", help="with --all: also models indexed already")
     index.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,6 +1,6 @@
 """A small Python client for the public SearchService.
 
-    async with ProbeLogClient("localhost:50051") as client:
+    async with ProbeLogClient("localhost:50051", token=os.environ["PROBELOG_TOKEN"]) as client:
         await client.index("hub-0003")
         response = await client.search("red striped circle", top_k=5)
         for hit in response.hits:
@@ -31,7 +31,9 @@ class ProbeLogClient:
     address : str
         host:port of the orchestrator (or an embedded server).
     tls : TlsFiles, optional
-        CA file to verify a TLS server.
+        CA file to verify a TLS server (and a client certificate to present, for mTLS).
+    token : str
+        API key, sent with every call as ``authorization: Bearer <token>``.
     timeout_s : float
         Default deadline of each call; indexing gets ``index_timeout_s``.
     """
@@ -43,9 +45,10 @@ class ProbeLogClient:
         tls: TlsFiles | None = None,
         timeout_s: float = 30.0,
         index_timeout_s: float = 900.0,
+        token: str = "",
     ) -> None:
         self.address = address
-        self._channel = create_channel(address, tls)
+        self._channel = create_channel(address, tls, token=token)
         self._stub = pb_grpc.SearchServiceStub(self._channel)
         self.timeout_s = timeout_s
         self.index_timeout_s = index_timeout_s

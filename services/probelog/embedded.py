@@ -3,8 +3,9 @@
 Each service is built as it is on its own (:func:`probelog.descriptor_store.main.build` and the
 others), with the other services' objects as its peers instead of gRPC clients: the store (an
 on-disk ``file://`` store by default) feeds the runner (ONNX models run in-process), the encoder
-and the ranker, and all four feed the orchestrator. One gRPC server exposes SearchService and the
-four internal services beside it, so clients cannot tell the difference.
+and the ranker, and all four feed the orchestrator. The internal services are wired in process
+and never served: the one gRPC port exposes SearchService (with health and reflection) only,
+exactly as the orchestrator's port does in a five-process deployment.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class EmbeddedSettings(Nested):
     #: A directory made by ``probelog world build``: fills in every path below that is unset.
     world: str = ""
     store: StoreSettings = field(default_factory=StoreSettings)
-    #: In-process ONNX models; ``probelog index PATH`` may name a model file.
-    runner: RunnerSettings = field(default_factory=lambda: RunnerSettings(onnx_allow_paths=True))
+    #: In-process ONNX models (``--onnx-allow-paths`` lets ``probelog index PATH`` name a model
+    #: file on the server's disk: local development only).
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     ranker: RankerSettings = field(default_factory=RankerSettings)
     orchestrator: OrchestratorSettings = field(default_factory=OrchestratorSettings)
@@ -101,7 +103,8 @@ class Embedded:
 
     @property
     def servicers(self) -> list[Servicer]:
-        return [s for part in self.parts for s in part.servicers]
+        """What the public port serves: the orchestrator's SearchService, nothing internal."""
+        return list(self.parts[0].servicers)
 
     async def close(self) -> None:
         for part in self.parts:  # the orchestrator first, the store last
@@ -138,5 +141,7 @@ async def build(settings: EmbeddedSettings) -> Embedded:
 
 
 async def serve(settings: EmbeddedSettings, ready_file: str = "") -> None:
+    if not settings.listen_address:  # loopback unless told otherwise (it may run without keys)
+        settings = dataclasses.replace(settings, listen_address=f"127.0.0.1:{PORT}")
     embedded = await build(settings)
     await run(embedded.servicers, settings, PORT, cleanup=embedded.close, ready_file=ready_file)

@@ -13,6 +13,7 @@ A missing binary fails the tests: they are never skipped.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -791,14 +792,14 @@ def test_redis_password_can_come_from_an_existing_secret() -> None:
             "redis.auth.existingSecretPasswordKey=pw",
         ),
     )
-    assert not of_kind(docs, "Secret")
+    assert [d["metadata"]["name"] for d in of_kind(docs, "Secret")] == ["rel-probelog-api-keys"]
     (store,) = of_component(docs, "descriptor-store")
     assert container_env(docs, store)["PROBELOG_REDIS_PASSWORD"] == ("secret", "my-redis", "pw")
 
 
 def test_production_uses_external_redis_over_tls(production_docs: list[dict[str, Any]]) -> None:
     assert not of_component(production_docs, "redis")
-    assert not of_kind(production_docs, "StatefulSet", "Secret")
+    assert not of_kind(production_docs, "StatefulSet", "Secret")  # keys and passwords: existing Secrets
     (store,) = of_component(production_docs, "descriptor-store")
     env = container_env(production_docs, store)
     assert env["PROBELOG_STORE_URL"].startswith("rediss://")
@@ -875,12 +876,78 @@ def test_notes_print_the_grpcurl_search_command(tmp_path: Path) -> None:
         in notes
     )
     search = re.search(
-        r"grpcurl -plaintext -d '(\{.*?\})' \\\n\s+\$SEARCH_ADDR probelog\.v1\.SearchService/Search",
+        r"grpcurl -plaintext -H \"authorization: Bearer \$PROBELOG_TOKEN\" -d '(\{.*?\})' \\\n\s+"
+        r"\$SEARCH_ADDR probelog\.v1\.SearchService/Search",
         notes,
     )
     assert search, notes
     assert yaml.safe_load(search.group(1))["text"]
     assert "rel-probelog-orchestrator.search.svc:50051" in notes
+    assert "export PROBELOG_TOKEN=$(kubectl --namespace search get secret rel-probelog-api-keys" in notes
+
+
+# --------------------------------------------------------------------------------------------
+# API keys and mTLS
+
+
+def test_api_keys_are_generated_and_mounted_on_the_orchestrator_only(default_docs: list[dict[str, Any]]) -> None:
+    secrets = {d["metadata"]["name"]: d for d in of_kind(default_docs, "Secret")}
+    keys = base64.b64decode(secrets["rel-probelog-api-keys"]["data"]["api-keys"]).decode().split("\n")
+    assert [line.split()[0] for line in keys if line] == ["read", "write"]
+    assert all(len(line.split()[1]) == 40 for line in keys if line)
+    for name in GRPC_SERVICES:
+        for workload in of_component(default_docs, name):
+            env = container_env(default_docs, workload)
+            volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+            if name == "orchestrator":
+                assert env["PROBELOG_API_KEYS_FILE"] == "/etc/probelog/api-keys/api-keys"
+                assert volumes["api-keys"]["secret"]["secretName"] == "rel-probelog-api-keys"
+            else:
+                assert "PROBELOG_API_KEYS_FILE" not in env and "api-keys" not in volumes
+
+
+def test_api_keys_from_an_existing_secret_or_off() -> None:
+    docs = render("rel", ("--set", "auth.existingSecret=my-keys", "--set", "auth.existingSecretKey=keys"))
+    assert "rel-probelog-api-keys" not in {d["metadata"]["name"] for d in of_kind(docs, "Secret")}
+    (orchestrator,) = of_component(docs, "orchestrator")
+    assert container_env(docs, orchestrator)["PROBELOG_API_KEYS_FILE"] == "/etc/probelog/api-keys/keys"
+    volumes = {v["name"]: v for v in pod_spec(orchestrator)["volumes"]}
+    assert volumes["api-keys"]["secret"]["secretName"] == "my-keys"
+    off = render("rel", ("--set", "auth.enabled=false"))
+    (orchestrator,) = of_component(off, "orchestrator")
+    assert "PROBELOG_API_KEYS_FILE" not in container_env(off, orchestrator)
+
+
+def test_internal_mtls_wires_client_certificates() -> None:
+    docs = render("rel", ("--set", "tls.internal.enabled=true", "--set", "tls.internal.existingSecret=itls"))
+    for name in GRPC_SERVICES:
+        for workload in of_component(docs, name):
+            env = container_env(docs, workload)
+            assert env["PROBELOG_TLS_CLIENT_CERT_FILE"] == "/etc/probelog/tls-internal/tls.crt"
+            assert env["PROBELOG_TLS_CLIENT_KEY_FILE"] == "/etc/probelog/tls-internal/tls.key"
+            # Internal services require client certificates; the public port does not.
+            assert ("PROBELOG_TLS_CLIENT_CA_FILE" in env) == (name != "orchestrator")
+    one_way = render("rel", ("--set", "tls.internal.enabled=true", "--set", "tls.internal.existingSecret=itls",
+                             "--set", "tls.internal.mutual=false"))
+    for workload in of_kind(one_way, "Deployment"):
+        assert "PROBELOG_TLS_CLIENT_CA_FILE" not in container_env(one_way, workload)
+
+
+def test_cert_manager_issues_the_internal_certificate() -> None:
+    docs = render("rel", (
+        "--set", "tls.internal.enabled=true", "--set", "tls.internal.existingSecret=itls",
+        "--set", "tls.internal.certManager.enabled=true", "--set", "tls.internal.certManager.issuerName=ca",
+        "--set", "ranker.shards=2",
+    ))
+    (certificate,) = of_kind(docs, "Certificate")
+    spec = certificate["spec"]
+    assert spec["secretName"] == "itls" and spec["issuerRef"]["name"] == "ca"
+    assert set(spec["usages"]) == {"server auth", "client auth"}
+    services = {d["metadata"]["name"] for d in of_kind(docs, "Service")}
+    assert set(spec["dnsNames"]) == {
+        "rel-probelog-orchestrator", "rel-probelog-probe-runner", "rel-probelog-clip-encoder",
+        "rel-probelog-descriptor-store", "rel-probelog-ranker-0", "rel-probelog-ranker-1",
+    } and set(spec["dnsNames"]) <= services
 
 
 def test_notes_with_tls_drop_plaintext(tmp_path: Path) -> None:

@@ -194,6 +194,16 @@ TLS.
 {{- define "probelog.tlsDir" -}}/etc/probelog/tls{{- end -}}
 {{- define "probelog.internalTlsDir" -}}/etc/probelog/tls-internal{{- end -}}
 
+{{/*
+API keys of the public API.
+*/}}
+{{- define "probelog.apiKeysDir" -}}/etc/probelog/api-keys{{- end -}}
+
+{{/* The Secret with the keys file: the given one or the generated one. */}}
+{{- define "probelog.apiKeysSecretName" -}}
+{{- .Values.auth.existingSecret | default (include "probelog.componentName" (dict "root" . "component" "api-keys")) -}}
+{{- end -}}
+
 {{/* "true" when the component's server serves TLS. Params: root, component. */}}
 {{- define "probelog.servesTls" -}}
 {{- if or .root.Values.tls.internal.enabled (and (eq .component "orchestrator") .root.Values.tls.enabled) -}}
@@ -218,6 +228,15 @@ PROBELOG_TLS_KEY_FILE: {{ printf "%s/tls.key" (include "probelog.internalTlsDir"
 {{- end }}
 {{- if $tls.internal.enabled }}
 PROBELOG_TLS_CA_FILE: {{ printf "%s/ca.crt" (include "probelog.internalTlsDir" .) | quote }}
+PROBELOG_TLS_CLIENT_CERT_FILE: {{ printf "%s/tls.crt" (include "probelog.internalTlsDir" .) | quote }}
+PROBELOG_TLS_CLIENT_KEY_FILE: {{ printf "%s/tls.key" (include "probelog.internalTlsDir" .) | quote }}
+{{- if and $tls.internal.mutual (ne .component "orchestrator") }}
+PROBELOG_TLS_CLIENT_CA_FILE: {{ printf "%s/ca.crt" (include "probelog.internalTlsDir" .) | quote }}
+{{- end }}
+{{- end }}
+{{- if and (eq .component "orchestrator") .root.Values.auth.enabled }}
+PROBELOG_API_KEYS_FILE: {{ printf "%s/%s" (include "probelog.apiKeysDir" .) .root.Values.auth.existingSecretKey | quote }}
+PROBELOG_AUTH_OPEN_REFLECTION: {{ .root.Values.auth.openReflection | quote }}
 {{- end }}
 {{- if include "probelog.servesTls" . }}
 PROBELOG_HEALTH_LISTEN_ADDRESS: {{ printf "[::]:%d" (int $tls.healthPort) | quote }}

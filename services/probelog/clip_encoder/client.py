@@ -27,7 +27,7 @@ class ClipEncoderClient:
 
     async def encoder_id(self, *, timeout: float | None = None) -> str:
         # Not cached: a rolled-out encoder with other weights must change the background id.
-        with remote_errors(self.address):
+        with remote_errors(f"the CLIP encoder at {self.address}"):
             info = await self._stub.GetEncoderInfo(pb.GetEncoderInfoRequest(), timeout=timeout)
         return info.encoder_id
 
@@ -44,6 +44,6 @@ class ClipEncoderClient:
             concepts=concepts_to_proto(list(concepts)),
             prompt_templates=list(prompt_templates),
         )
-        with remote_errors(self.address):
+        with remote_errors(f"the CLIP encoder at {self.address}"):
             response = await self._stub.ComputeDescriptors(request, timeout=timeout)
         return convert.from_matrix(response.descriptors, what="descriptors")

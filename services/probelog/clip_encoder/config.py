@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES
+from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES, QueryLimits
+from probelog.common import limits
 from probelog.common.settings import Settings
 
 PORT = 50053
@@ -23,3 +24,19 @@ class EncoderSettings(Settings):
     prompt_templates: tuple[str, ...] = field(default=DEFAULT_PROMPT_TEMPLATES, metadata={"separator": "|"})
     #: torch intra-op threads (0: torch's default).
     torch_threads: int = 0
+    #: Limits on a query's prompt templates (count, characters of each).
+    max_prompt_templates: int = limits.DEFAULT_MAX_PROMPT_TEMPLATES
+    max_template_chars: int = limits.DEFAULT_MAX_TEMPLATE_CHARS
+    #: Largest query image, in pixels (width x height), read from its header before decoding.
+    max_image_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS
+    #: Threads that decode query images, off the event loop.
+    image_decode_workers: int = 2
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        return QueryLimits(
+            max_prompt_templates=self.max_prompt_templates,
+            max_template_chars=self.max_template_chars,
+            max_image_pixels=self.max_image_pixels,
+            image_decode_workers=self.image_decode_workers,
+        )

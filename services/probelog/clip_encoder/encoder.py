@@ -7,6 +7,8 @@ import hashlib
 import io
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -14,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from probelog.common.errors import InvalidArgument
+from probelog.common import limits
+from probelog.common.errors import InvalidArgument, ResourceExhausted
 from probelog.common.files import atomic_write
 from probelog.common.ports import Concept, DescriptorStore, ImageQuery
 from probelog.core.descriptors import image_set_descriptor, text_descriptors
@@ -26,6 +29,8 @@ DEFAULT_PROMPT_TEMPLATES = ("a photo of a {}.",)
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 MAX_QUERY_IMAGES = 64
 MAX_TEXT_CHARS = 1000
+#: Images that may wait for a decoding thread, per thread, before queries are refused.
+MAX_PENDING_DECODES = 64
 
 
 class TextImageEncoder(Protocol):
@@ -49,25 +54,49 @@ def ensemble_text_embeddings(
     return np.asarray(emb / np.linalg.norm(emb, axis=1, keepdims=True), dtype=np.float32)
 
 
-def check_templates(templates: Sequence[str]) -> tuple[str, ...]:
-    for template in templates:
-        if template.count("{}") != 1:
-            raise InvalidArgument(f"prompt template {template!r} must contain exactly one '{{}}'")
-    return tuple(templates)
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one query may ask of the encoder (the encoder's settings)."""
+
+    max_prompt_templates: int = limits.DEFAULT_MAX_PROMPT_TEMPLATES
+    max_template_chars: int = limits.DEFAULT_MAX_TEMPLATE_CHARS
+    #: Width x height of one decoded image; read from the header, before decoding.
+    max_image_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS
+    #: Threads that decode query images (never the event loop).
+    image_decode_workers: int = 2
+
+    def check_templates(self, templates: Sequence[str]) -> tuple[str, ...]:
+        return limits.check_templates(
+            templates, max_templates=self.max_prompt_templates, max_chars=self.max_template_chars
+        )
 
 
-def decode_image(data: bytes, where: str) -> Image.Image:
-    """An RGB PIL image from encoded bytes; InvalidArgument naming ``where`` otherwise."""
+def decode_image(data: bytes, where: str, max_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """An RGB PIL image from encoded bytes; InvalidArgument naming ``where`` otherwise.
+
+    The size is read from the header first: an image of more than ``max_pixels`` is refused
+    before a single pixel is decoded (a small PNG can decode to gigabytes). Runs in a worker
+    thread: decoding is CPU work.
+    """
     if not data:
         raise InvalidArgument(f"{where} is empty")
     if len(data) > MAX_IMAGE_BYTES:
         raise InvalidArgument(f"{where} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise InvalidArgument(
+                    f"{where} is {width} x {height} pixels, more than the limit of {max_pixels}"
+                )
             img.load()
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise InvalidArgument(f"{where} is not a readable image ({exc})") from None
+    except Image.DecompressionBombError:  # Pillow's own guard, from the header as well
+        raise InvalidArgument(f"{where} has more pixels than the limit of {max_pixels}") from None
+    except UnidentifiedImageError:
+        raise InvalidArgument(f"{where} is not a readable image (unknown format)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidArgument(f"{where} is not a readable image ({type(exc).__name__})") from None
 
 
 class ClipEncoder:
@@ -82,6 +111,10 @@ class ClipEncoder:
         Default templates; a text's embedding is the renormalised mean over templates.
     cache_dir : path, optional
         Probe-set embeddings are kept here across restarts, keyed by encoder and probe set.
+    limits : QueryLimits, optional
+        Bounds on templates and images; images are decoded by a pool of
+        ``limits.image_decode_workers`` threads, and a query that finds more than
+        :data:`MAX_PENDING_DECODES` images per worker waiting is RESOURCE_EXHAUSTED.
     """
 
     def __init__(
@@ -90,10 +123,18 @@ class ClipEncoder:
         probe_sets: DescriptorStore,
         prompt_templates: Sequence[str] = DEFAULT_PROMPT_TEMPLATES,
         cache_dir: str | Path | None = None,
+        limits: QueryLimits | None = None,
     ) -> None:
         self.encoder = encoder
         self._probe_sets = probe_sets
-        self.prompt_templates = check_templates(prompt_templates or DEFAULT_PROMPT_TEMPLATES)
+        self.limits = limits or QueryLimits()
+        # Pillow's own decompression-bomb guard, at the same bound (it raises at twice the value).
+        Image.MAX_IMAGE_PIXELS = self.limits.max_image_pixels
+        self._decoder = ThreadPoolExecutor(
+            max_workers=max(1, self.limits.image_decode_workers), thread_name_prefix="image-decode"
+        )
+        self._pending_decodes = 0
+        self.prompt_templates = self.limits.check_templates(prompt_templates or DEFAULT_PROMPT_TEMPLATES)
         self._cache_dir = Path(cache_dir) if cache_dir else None
         self._probe_embeddings: dict[str, npt.NDArray[np.float32]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -110,7 +151,7 @@ class ClipEncoder:
         self, texts: Sequence[str], prompt_templates: Sequence[str] = ()
     ) -> npt.NDArray[np.float32]:
         """Unit-norm embedding per text, averaged over the prompt templates."""
-        templates = check_templates(prompt_templates) or self.prompt_templates
+        templates = self.limits.check_templates(prompt_templates) or self.prompt_templates
         for i, text in enumerate(texts):
             if not text.strip():
                 raise InvalidArgument(f"text {i} is empty")
@@ -118,8 +159,29 @@ class ClipEncoder:
                 raise InvalidArgument(f"text {i} is longer than {MAX_TEXT_CHARS} characters")
         return await asyncio.to_thread(ensemble_text_embeddings, self.encoder, texts, templates)
 
+    async def close(self) -> None:
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+
+    async def decode_images(self, images: Sequence[bytes], where: str = "image") -> list[Image.Image]:
+        """Decode in the bounded pool, never on the event loop (health keeps answering)."""
+        if len(images) > MAX_QUERY_IMAGES:
+            raise InvalidArgument(f"a query has more than {MAX_QUERY_IMAGES} images")
+        backlog = MAX_PENDING_DECODES * max(1, self.limits.image_decode_workers)
+        if self._pending_decodes + len(images) > backlog:
+            raise ResourceExhausted(f"{self._pending_decodes} images are waiting to be decoded; try again later")
+        loop = asyncio.get_running_loop()
+        self._pending_decodes += len(images)
+        try:
+            jobs = [
+                loop.run_in_executor(self._decoder, decode_image, data, f"{where} {i}", self.limits.max_image_pixels)
+                for i, data in enumerate(images)
+            ]
+            return list(await asyncio.gather(*jobs))
+        finally:
+            self._pending_decodes -= len(images)
+
     async def encode_images(self, images: Sequence[bytes]) -> npt.NDArray[np.float32]:
-        decoded = [decode_image(data, f"image {i}") for i, data in enumerate(images)]
+        decoded = await self.decode_images(images)
         return await asyncio.to_thread(self.encoder.encode_images, decoded)
 
     def _cache_path(self, probe_set_id: str) -> Path | None:
@@ -174,9 +236,7 @@ class ClipEncoder:
                     raise InvalidArgument(f"concept {i} has no images")
                 if len(concept.images) > MAX_QUERY_IMAGES:
                     raise InvalidArgument(f"concept {i} has more than {MAX_QUERY_IMAGES} images")
-                decoded = [
-                    decode_image(data, f"image {j} of concept {i}") for j, data in enumerate(concept.images)
-                ]
+                decoded = await self.decode_images(concept.images, f"concept {i}: image")
                 emb = await asyncio.to_thread(self.encoder.encode_images, decoded)
                 out[i] = image_set_descriptor(emb, probes)
         return out

@@ -28,8 +28,10 @@ async def build(settings: EncoderSettings, peers: Peers) -> Built[ClipEncoder]:
         settings.clip_config,
         settings.torch_threads,
     )
-    encoder = ClipEncoder(model, store, settings.prompt_templates, settings.cache_dir or None)
-    return Built([ClipEncoderServicer(encoder)], encoder, list(peers.closers))
+    encoder = ClipEncoder(
+        model, store, settings.prompt_templates, settings.cache_dir or None, limits=settings.query_limits
+    )
+    return Built([ClipEncoderServicer(encoder)], encoder, [*peers.closers, encoder.close])
 
 
 async def serve(settings: EncoderSettings, ready_file: str = "") -> None:

@@ -14,6 +14,9 @@ MAX_TOP_K = 1000
 #: Models per listing page when a request sets none, and the most it may ask for.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+#: A listing page also ends once its models take this many bytes, so no response can reach the
+#: message limit (64 MiB) whatever the models carry; a page always holds at least one model.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _PROBE_SET_ID = re.compile(r"^ps-[0-9a-f]{16}$")
 

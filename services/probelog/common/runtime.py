@@ -8,6 +8,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from probelog.common.auth import ApiKeyInterceptor, ApiKeys, is_loopback
+from probelog.common.errors import FailedPrecondition
 from probelog.common.files import atomic_write_bytes
 from probelog.common.server import GrpcServer, Servicer, create_server
 from probelog.common.settings import Settings
@@ -21,6 +23,24 @@ def configure_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def auth_interceptors(settings: Settings, address: str) -> list[ApiKeyInterceptor]:
+    """The API-key check for a server with keys; none (and a warning when the address is not
+    loopback) without."""
+    try:
+        keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    except (OSError, ValueError) as exc:
+        raise FailedPrecondition(f"cannot read the API keys: {exc}") from None
+    if keys:
+        logger.info("API keys required (%d keys)", len(keys.digests))
+        return [ApiKeyInterceptor(keys, open_reflection=settings.auth_open_reflection)]
+    if not is_loopback(address):
+        logger.warning(
+            "serving on %s without API keys: anyone who reaches it may call every method "
+            "(set PROBELOG_API_KEYS or PROBELOG_API_KEYS_FILE)", address,
+        )
+    return []
 
 
 async def run(
@@ -38,11 +58,13 @@ async def run(
     """
     server: GrpcServer | None = None
     try:
+        address = settings.address(default_port)
         server = await create_server(
             servicers,
-            settings.address(default_port),
+            address,
             tls=settings.server_tls,
             health_address=settings.health_listen_address,
+            interceptors=auth_interceptors(settings, address),
         )
         await server.set_serving()
         if ready_file:

@@ -46,19 +46,35 @@ class Servicer(Protocol):
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """PEM files for a TLS server (cert + key) or client (ca)."""
+    """PEM files for TLS.
+
+    A server uses ``cert_file`` + ``key_file``, and with ``client_ca_file`` requires every client
+    to present a certificate signed by that CA (mTLS). A client verifies the server against
+    ``ca_file`` and, with ``cert_file`` + ``key_file``, presents that certificate.
+    """
 
     cert_file: str = ""
     key_file: str = ""
     ca_file: str = ""
+    client_ca_file: str = ""
 
     def server_credentials(self) -> grpc.ServerCredentials:
         key = Path(self.key_file).read_bytes()
         cert = Path(self.cert_file).read_bytes()
+        if self.client_ca_file:
+            return grpc.ssl_server_credentials(
+                [(key, cert)], root_certificates=Path(self.client_ca_file).read_bytes(), require_client_auth=True
+            )
         return grpc.ssl_server_credentials([(key, cert)])
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         ca = Path(self.ca_file).read_bytes() if self.ca_file else None
+        if self.cert_file and self.key_file:
+            return grpc.ssl_channel_credentials(
+                root_certificates=ca,
+                private_key=Path(self.key_file).read_bytes(),
+                certificate_chain=Path(self.cert_file).read_bytes(),
+            )
         return grpc.ssl_channel_credentials(root_certificates=ca)
 
 
@@ -113,19 +129,21 @@ async def create_server(
     *,
     tls: TlsFiles | None = None,
     health_address: str = "",
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> GrpcServer:
     """Build and start a grpc.aio server for ``servicers`` on ``address``.
 
     Registers grpc.health.v1 (overall and per service, NOT_SERVING until
     :meth:`GrpcServer.set_serving`) and server reflection. With ``health_address``, health is
-    also served in plaintext there, alone.
+    also served in plaintext there, alone. ``interceptors`` see every call of the main server
+    (API keys: :mod:`probelog.common.auth`).
 
     Returns
     -------
     GrpcServer
         ``port`` is the bound port (useful with ``127.0.0.1:0``).
     """
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=list(interceptors))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
@@ -158,8 +176,14 @@ async def create_server(
     return running
 
 
-def create_channel(address: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
-    """A client channel with the project's message limits and keepalive."""
+def create_channel(address: str, tls: TlsFiles | None = None, token: str = "") -> grpc.aio.Channel:
+    """A client channel with the project's message limits and keepalive; with ``token``, every
+    call carries ``authorization: Bearer <token>``."""
+    from probelog.common.auth import bearer_interceptors
+
+    interceptors = bearer_interceptors(token)
     if tls and (tls.ca_file or tls.cert_file):
-        return grpc.aio.secure_channel(address, tls.channel_credentials(), options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(
+            address, tls.channel_credentials(), options=CHANNEL_OPTIONS, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)

@@ -91,9 +91,24 @@ class Settings:
     health_listen_address: str = ""
     log_level: str = "INFO"
     grace_s: float = 5.0
+    #: This server's certificate and key (TLS on the listen address).
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    #: The CA this process's clients verify the servers they call against.
     tls_ca_file: str = ""
+    #: mTLS: the server requires a client certificate signed by this CA ("" = none required).
+    tls_client_ca_file: str = ""
+    #: mTLS: the certificate and key this process's clients present to the services they call
+    #: (default: tls_cert_file and tls_key_file, when tls_ca_file is set).
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
+    #: API keys, "role:key" (role read or write; key as "sha256:<hex>" to give only its hash),
+    #: comma-separated. With none here or in api_keys_file, calls need no key.
+    api_keys: tuple[str, ...] = ()
+    #: A file of API keys, one "<role> <key>" per line (e.g. mounted from a Secret).
+    api_keys_file: str = ""
+    #: Server reflection answers without a key (health always does).
+    auth_open_reflection: bool = True
 
     @classmethod
     def from_env(
@@ -120,13 +135,19 @@ class Settings:
     @property
     def server_tls(self) -> TlsFiles | None:
         if self.tls_cert_file and self.tls_key_file:
-            return TlsFiles(cert_file=self.tls_cert_file, key_file=self.tls_key_file)
+            return TlsFiles(
+                cert_file=self.tls_cert_file, key_file=self.tls_key_file, client_ca_file=self.tls_client_ca_file
+            )
         return None
 
     @property
     def client_tls(self) -> TlsFiles | None:
         if self.tls_ca_file:
-            return TlsFiles(ca_file=self.tls_ca_file)
+            return TlsFiles(
+                ca_file=self.tls_ca_file,
+                cert_file=self.tls_client_cert_file or self.tls_cert_file,
+                key_file=self.tls_client_key_file or self.tls_key_file,
+            )
         return None
 
     def address(self, default_port: int) -> str:

@@ -52,7 +52,7 @@ class DescriptorStoreClient:
             for start in range(0, len(flat), _UPLOAD_CHUNK_BYTES):
                 yield pb.PutProbeSetRequest(images=bytes(flat[start : start + _UPLOAD_CHUNK_BYTES]))
 
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.PutProbeSet(parts(), timeout=timeout)
         return response.probe_set, response.created
 
@@ -69,7 +69,7 @@ class DescriptorStoreClient:
     ) -> tuple[types_pb2.ProbeSetInfo, npt.NDArray[np.uint8]]:
         header: types_pb2.ProbeSetInfo | None = None
         chunks: list[bytes] = []
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             call = self._stub.GetProbeSet(pb.GetProbeSetRequest(probe_set_id=probe_set_id), timeout=timeout)
             async for part in call:
                 if part.WhichOneof("part") == "header":
@@ -88,7 +88,7 @@ class DescriptorStoreClient:
         return header, images
 
     async def list_probe_sets(self, *, timeout: float | None = None) -> list[types_pb2.ProbeSetInfo]:
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.ListStoredProbeSets(pb.ListStoredProbeSetsRequest(), timeout=timeout)
         return list(response.probe_sets)
 
@@ -101,7 +101,7 @@ class DescriptorStoreClient:
         timeout: float | None = None,
     ) -> int:
         request = pb.PutModelDescriptorsRequest(model=info, descriptors=encode_descriptors(entries, offsets))
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.PutModelDescriptors(request, timeout=timeout)
         return int(response.sequence)
 
@@ -116,7 +116,7 @@ class DescriptorStoreClient:
         request = pb.GetModelDescriptorsRequest(
             probe_set_id=probe_set_id, model_id=model_id, include_descriptors=include_descriptors
         )
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.GetModelDescriptors(request, timeout=timeout)
         if not include_descriptors:
             return StoredModel(info=response.model)
@@ -135,7 +135,7 @@ class DescriptorStoreClient:
         request = pb.ListStoredModelsRequest(
             probe_set_id=probe_set_id, page_size=page_size, page_token=page_token
         )
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.ListStoredModels(request, timeout=timeout)
         return list(response.models), response.next_page_token
 
@@ -143,17 +143,17 @@ class DescriptorStoreClient:
         self, probe_set_id: str, model_id: str, *, timeout: float | None = None
     ) -> int:
         request = pb.DeleteModelDescriptorsRequest(probe_set_id=probe_set_id, model_id=model_id)
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.DeleteModelDescriptors(request, timeout=timeout)
         return int(response.sequence)
 
     async def current_sequence(self, *, timeout: float | None = None) -> int:
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.GetStoreStatus(pb.GetStoreStatusRequest(), timeout=timeout)
         return int(response.sequence)
 
     async def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
-        with remote_errors(self.address):
+        with remote_errors(f"the descriptor store at {self.address}"):
             async for change in self._stub.WatchChanges(pb.WatchChangesRequest(after_sequence=after_sequence)):
                 yield Change(
                     sequence=int(change.sequence),

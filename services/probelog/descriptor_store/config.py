@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from probelog.common.limits import DEFAULT_MAX_PROBE_SET_BYTES
 from probelog.common.settings import Settings
 
 PORT = 50054
@@ -20,3 +21,5 @@ class StoreSettings(Settings):
     redis_stream_maxlen: int = 100_000
     #: How long a call is retried with backoff while Redis is unreachable, before UNAVAILABLE.
     redis_retry_s: float = 5.0
+    #: Pixel bytes one PutProbeSet stream may carry (RESOURCE_EXHAUSTED beyond, as they arrive).
+    max_probe_set_bytes: int = DEFAULT_MAX_PROBE_SET_BYTES

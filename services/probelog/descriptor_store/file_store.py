@@ -8,7 +8,8 @@ Layout under ``root``::
     changes.log                      one line per change: "<sequence> <PUT|DELETE> <ps> <quoted id>"
 
 Every file is written to a temporary name, fsynced and renamed into place, so a reader sees a
-whole model or none of it. A model file is written before its change line: after a crash
+whole model or none of it. A model file is written before its change line, the two as one unit
+that a cancelled caller cannot cut (``_commit``, shielded): after a crash
 between the two, the model is there for any follower that (re)loads the current state.
 """
 
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import os
 import urllib.parse
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,10 @@ import numpy.typing as npt
 
 from probelog.common.errors import InvalidArgument, NotFound
 from probelog.common.files import atomic_write_bytes
-from probelog.common.ids import check_model_id, check_probe_set_id
+from probelog.common.ids import MAX_PAGE_BYTES, check_model_id, check_probe_set_id
 from probelog.common.ports import Change, ChangeKind, StoredModel
 from probelog.common.probe_sets import load_probe_set, probe_set_id, save_probe_set
+from probelog.common.shield import run_to_completion
 from probelog.core.distance import LogitEntries
 from probelog.descriptor_store import records
 from probelog.v1 import types_pb2
@@ -39,12 +42,17 @@ logger = logging.getLogger(__name__)
 _KINDS = {"PUT": ChangeKind.PUT, "DELETE": ChangeKind.DELETE}
 
 
+#: File names longer than this (bytes) are replaced by a hash: most file systems stop at 255.
+_MAX_NAME_BYTES = 200
+
+
 def _quote(model_id: str) -> str:
-    return urllib.parse.quote(model_id, safe="") + ".pb"
-
-
-def _unquote(filename: str) -> str:
-    return urllib.parse.unquote(filename.removesuffix(".pb"))
+    """The file name of a model: its quoted id, or ``~<sha256 of the id>`` when that is too
+    long (any id that passes :func:`check_model_id` has a file name)."""
+    name = urllib.parse.quote(model_id, safe="") + ".pb"
+    if len(name.encode()) <= _MAX_NAME_BYTES:
+        return name
+    return "~" + hashlib.sha256(model_id.encode()).hexdigest() + ".pb"
 
 
 class FileDescriptorStore:
@@ -168,11 +176,12 @@ class FileDescriptorStore:
         probe_set = await self.probe_set_info(info.probe_set_id)
         records.validate_model(info, entries, offsets, probe_set)
         data = records.encode_record(info, entries, offsets)
-        async with self._lock:
-            await asyncio.to_thread(
-                atomic_write_bytes, self._model_path(info.probe_set_id, info.model_id), data
-            )
-            return await self._append_change("PUT", info.probe_set_id, info.model_id)
+        path = self._model_path(info.probe_set_id, info.model_id)
+
+        def write() -> None:
+            atomic_write_bytes(path, data)
+
+        return await self._commit(write, "PUT", info.probe_set_id, info.model_id)
 
     async def get_model(
         self,
@@ -202,56 +211,89 @@ class FileDescriptorStore:
         probe_set = await self.probe_set_info(probe_set_id)
         page_size = page_size or 100
         folder = self.root / "models" / probe_set_id
-        names = sorted(
-            (_unquote(p.name) for p in folder.glob("*.pb")) if folder.exists() else []
-        )
+        names = sorted(await asyncio.to_thread(self._model_ids, folder, probe_set.n_probes))
         # The page token is the last model id of the previous page: stable under inserts.
         start = 0
         if page_token:
             start = next((i for i, n in enumerate(names) if n > page_token), len(names))
         page = names[start : start + page_size]
-        infos = []
+        infos: list[types_pb2.ModelInfo | None] = []
+        size = 0
         for model_id in page:
             try:
                 stored = await self.get_model(probe_set.probe_set_id, model_id)
             except NotFound:
-                continue  # deleted since the listing
+                infos.append(None)  # deleted since the listing
+                continue
             infos.append(stored.info)
-        next_token = page[-1] if start + page_size < len(names) and page else ""
-        return infos, next_token
+            size += stored.info.ByteSize()
+            if size > MAX_PAGE_BYTES:
+                break  # listing_page ends the page here
+        return records.listing_page(page, infos, more=start + len(infos) < len(names))
+
+    @staticmethod
+    def _model_ids(folder: Path, n_probes: int) -> list[str]:
+        """The ids of the models in ``folder``: from the file names, or, for a hashed name,
+        from the record itself."""
+        if not folder.exists():
+            return []
+        ids = []
+        for path in folder.glob("*.pb"):
+            if path.name.startswith("~"):
+                try:
+                    ids.append(records.decode_record(path.read_bytes(), n_probes, False).info.model_id)
+                except FileNotFoundError:
+                    continue
+            else:
+                ids.append(urllib.parse.unquote(path.name.removesuffix(".pb")))
+        return ids
 
     async def delete_model(
         self, probe_set_id: str, model_id: str, *, timeout: float | None = None
     ) -> int:
         await self.probe_set_info(probe_set_id)
         check_model_id(model_id)
-        async with self._lock:
-            path = self._model_path(probe_set_id, model_id)
+        path = self._model_path(probe_set_id, model_id)
+
+        def remove() -> None:
             try:
-                await asyncio.to_thread(path.unlink)
+                path.unlink()
             except FileNotFoundError:
                 raise NotFound(f"model {model_id!r} is not indexed for probe set {probe_set_id}") from None
-            return await self._append_change("DELETE", probe_set_id, model_id)
+
+        return await self._commit(remove, "DELETE", probe_set_id, model_id)
 
     # ------------------------------------------------------------------ changes
 
-    async def _append_change(self, kind: str, ps_id: str, model_id: str) -> int:
+    async def _commit(self, change: Callable[[], None], kind: str, ps_id: str, model_id: str) -> int:
+        """Apply ``change`` to the model file and append its change line, as one unit that a
+        cancelled or timed-out caller cannot cut in two (see :mod:`probelog.common.shield`).
+
+        Returns the change's sequence: one more than the last, assigned only once the line is
+        on disk, so sequences increase strictly with no duplicates.
+        """
         if self._sequence is None:
             raise RuntimeError("FileDescriptorStore.open() was not awaited")
-        sequence = self._sequence + 1
-        line = f"{sequence} {kind} {ps_id} {urllib.parse.quote(model_id, safe='')}\n"
 
-        def append() -> None:
+        def apply() -> int:
+            change()  # raises (NotFound) before anything is written
+            sequence = (self._sequence or 0) + 1
+            line = f"{sequence} {kind} {ps_id} {urllib.parse.quote(model_id, safe='')}\n"
             with (self.root / "changes.log").open("a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
+            self._sequence = sequence
+            return sequence
 
-        await asyncio.to_thread(append)
-        self._sequence = sequence
-        async with self._changed:
-            self._changed.notify_all()
-        return sequence
+        async def commit() -> int:
+            async with self._lock:
+                sequence = await asyncio.to_thread(apply)
+            async with self._changed:
+                self._changed.notify_all()
+            return sequence
+
+        return await run_to_completion(commit())
 
     async def current_sequence(self, *, timeout: float | None = None) -> int:
         return self._sequence or 0

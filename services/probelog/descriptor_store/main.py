@@ -30,7 +30,7 @@ async def open_store(settings: StoreSettings) -> tuple[DescriptorStore, str]:
 async def build(settings: StoreSettings, peers: Peers) -> Built[DescriptorStore]:
     """The store service: it talks to no peer."""
     store, backend = await open_store(settings)
-    return Built([DescriptorStoreServicer(store, backend)], store, [*peers.closers, store.close])
+    return Built([DescriptorStoreServicer(store, backend, max_probe_set_bytes=settings.max_probe_set_bytes)], store, [*peers.closers, store.close])
 
 
 async def serve(settings: StoreSettings, ready_file: str = "") -> None:

@@ -6,12 +6,14 @@ value is what makes a write atomic), and validate what they are given the same w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
 from probelog.common import convert
 from probelog.common.errors import InvalidArgument
-from probelog.common.ids import check_model_id, check_probe_set_id
+from probelog.common.ids import MAX_PAGE_BYTES, check_model_id, check_probe_set_id
 from probelog.common.ports import StoredModel
 from probelog.core.distance import LogitEntries
 from probelog.v1 import descriptor_store_pb2, types_pb2
@@ -85,3 +87,23 @@ def decode_record(data: bytes, n_probes: int, include_descriptors: bool) -> Stor
         return StoredModel(info=record.model)
     entries, offsets = decode_descriptors(record.descriptors, n_probes)
     return StoredModel(info=record.model, entries=entries, offsets=offsets)
+
+
+def listing_page(
+    ids: Sequence[str], infos: Sequence[types_pb2.ModelInfo | None], *, more: bool
+) -> tuple[list[types_pb2.ModelInfo], str]:
+    """One listing page from the ids read (in order) and their infos (None: deleted since).
+
+    The page ends at the ids read or at :data:`MAX_PAGE_BYTES`, whichever comes first (always
+    at least one model); the token is the last id the page covers, "" when nothing follows.
+    """
+    page: list[types_pb2.ModelInfo] = []
+    size = 0
+    for i, info in enumerate(infos):
+        if info is None:
+            continue
+        size += info.ByteSize()
+        if page and size > MAX_PAGE_BYTES:
+            return page, ids[i - 1]
+        page.append(info)
+    return page, (ids[len(infos) - 1] if more and infos else "")

@@ -85,6 +85,7 @@ from probelog.common.errors import (
 from probelog.common.ids import check_model_id, check_probe_set_id
 from probelog.common.ports import Change, ChangeKind, StoredModel
 from probelog.common.probe_sets import probe_set_id
+from probelog.common.shield import run_to_completion
 from probelog.core.distance import LogitEntries
 from probelog.descriptor_store import records
 from probelog.descriptor_store.config import StoreSettings
@@ -430,7 +431,9 @@ class RedisDescriptorStore:
                 results = await pipe.execute()
             return _sequence(results[-1])
 
-        sequence = await self._run(f"put model {model_id!r}", write, timeout)
+        # Shielded: a caller that leaves cannot cut the transaction off mid-reply (the write
+        # either lands whole or fails whole; see probelog.common.shield).
+        sequence = await run_to_completion(self._run(f"put model {model_id!r}", write, timeout))
         logger.debug("stored %s/%s (%d bytes) as change %d", ps_id, model_id, len(data), sequence)
         return sequence
 
@@ -473,12 +476,11 @@ class RedisDescriptorStore:
 
         ids, values = await self._run("list models", read, timeout)
         infos = [
-            records.decode_record(value, probe_set.n_probes, False).info
-            for value in values
-            if value is not None  # deleted between the two reads
+            None if value is None else records.decode_record(value, probe_set.n_probes, False).info
+            for value in values  # None: deleted between the two reads
         ]
-        more = len(ids) > page_size
-        return infos, (ids[page_size - 1].decode() if more else "")
+        page = [i.decode() for i in ids[:page_size]]
+        return records.listing_page(page, infos, more=len(ids) > page_size)
 
     async def delete_model(self, probe_set_id: str, model_id: str, *, timeout: float | None = None) -> int:
         await self.probe_set_info(probe_set_id, timeout=timeout)
@@ -502,7 +504,7 @@ class RedisDescriptorStore:
                     except WatchError:
                         continue  # rewritten meanwhile: look again
 
-        sequence = await self._run(f"delete model {model_id!r}", delete, timeout)
+        sequence = await run_to_completion(self._run(f"delete model {model_id!r}", delete, timeout))
         if sequence is None:
             raise NotFound(f"model {model_id!r} is not indexed for probe set {probe_set_id}")
         return sequence

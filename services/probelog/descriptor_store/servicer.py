@@ -8,8 +8,9 @@ import grpc
 import numpy as np
 
 from probelog.common.edge import rpc
-from probelog.common.errors import InvalidArgument
+from probelog.common.errors import InvalidArgument, ResourceExhausted
 from probelog.common.ids import check_page_size
+from probelog.common.limits import DEFAULT_MAX_PROBE_SET_BYTES
 from probelog.common.ports import ChangeKind, DescriptorStore
 from probelog.descriptor_store.records import decode_descriptors, encode_descriptors
 from probelog.v1 import descriptor_store_pb2 as pb
@@ -29,9 +30,12 @@ _CHANGE_KINDS = {
 class DescriptorStoreServicer(pb_grpc.DescriptorStoreServiceServicer):
     SERVICE_NAME = "probelog.v1.DescriptorStoreService"
 
-    def __init__(self, store: DescriptorStore, backend: str) -> None:
+    def __init__(
+        self, store: DescriptorStore, backend: str, *, max_probe_set_bytes: int = DEFAULT_MAX_PROBE_SET_BYTES
+    ) -> None:
         self._store = store
         self._backend = backend
+        self._max_probe_set_bytes = max_probe_set_bytes
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_DescriptorStoreServiceServicer_to_server(self, server)
@@ -42,14 +46,24 @@ class DescriptorStoreServicer(pb_grpc.DescriptorStoreServiceServicer):
     ) -> pb.PutProbeSetResponse:
         header: types_pb2.ProbeSetInfo | None = None
         chunks: list[bytes] = []
+        received = 0
+        limit = self._max_probe_set_bytes
         async for part in request_iterator:
             if part.WhichOneof("part") == "header":
                 if header is not None:
                     raise InvalidArgument("PutProbeSet: the header must be sent once, first")
                 header = part.header
+                declared = header.n_probes * header.height * header.width * (header.channels or 3)
+                if declared > limit:
+                    raise ResourceExhausted(
+                        f"PutProbeSet: a probe set of {declared} bytes exceeds the limit of {limit} bytes"
+                    )
             elif part.WhichOneof("part") == "images":
                 if header is None:
                     raise InvalidArgument("PutProbeSet: the first message must carry the header")
+                received += len(part.images)
+                if received > limit:  # refused as the bytes arrive, whatever the header said
+                    raise ResourceExhausted(f"PutProbeSet: the stream exceeds the limit of {limit} bytes")
                 chunks.append(part.images)
         if header is None:
             raise InvalidArgument("PutProbeSet: no header received")

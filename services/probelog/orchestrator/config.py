@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from probelog.common import limits
 from probelog.common.settings import Settings
 from probelog.core.distance import DEFAULT_R
 
@@ -30,3 +31,19 @@ class OrchestratorSettings(Settings):
     auto_index_interval_s: float = 10.0
     #: A missing ranker shard gives a partial result flagged as such (else UNAVAILABLE).
     allow_partial: bool = False
+    #: Limits on what IndexModel stores with a model (INVALID_ARGUMENT beyond them).
+    max_label_chars: int = limits.DEFAULT_MAX_LABEL_CHARS
+    max_logits_per_model: int = limits.DEFAULT_MAX_LOGITS_PER_MODEL
+    max_metadata_entries: int = limits.DEFAULT_MAX_METADATA_ENTRIES
+    max_metadata_key_chars: int = limits.DEFAULT_MAX_METADATA_KEY_CHARS
+    max_metadata_value_chars: int = limits.DEFAULT_MAX_METADATA_VALUE_CHARS
+
+    @property
+    def model_limits(self) -> limits.ModelLimits:
+        return limits.ModelLimits(
+            max_label_chars=self.max_label_chars,
+            max_logits_per_model=self.max_logits_per_model,
+            max_metadata_entries=self.max_metadata_entries,
+            max_metadata_key_chars=self.max_metadata_key_chars,
+            max_metadata_value_chars=self.max_metadata_value_chars,
+        )

@@ -30,6 +30,7 @@ async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEng
         r=settings.r,
         k=settings.calibration_k or None,
         default_probe_set=settings.default_probe_set,
+        limits=settings.model_limits,
     )
     if settings.probe_set_file:
         await engine.register_probe_set_file(settings.probe_set_file)
@@ -38,7 +39,7 @@ async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEng
         indexer = AutoIndexer(engine, settings.auto_index_interval_s)
         indexer.start()
         closers.append(indexer.stop)
-    return Built([SearchServicer(engine)], engine, closers)
+    return Built([SearchServicer(engine, settings.model_limits)], engine, closers)
 
 
 def clients(settings: OrchestratorSettings) -> Peers:

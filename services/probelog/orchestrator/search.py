@@ -25,8 +25,10 @@ from probelog.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from probelog.common.ids import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K
+from probelog.common.limits import ModelLimits
 from probelog.common.ports import (
     Concept,
     DescriptorStore,
@@ -119,6 +121,9 @@ class SearchEngine:
         :func:`probelog.common.background.resolve_k`.
     default_probe_set : str
         Probe-set id or name used when a request names none.
+    limits : ModelLimits, optional
+        What a model may bring: its logit count is checked once it has been probed (labels and
+        metadata at the servicer edge, before).
     """
 
     def __init__(
@@ -132,8 +137,10 @@ class SearchEngine:
         r: int = DEFAULT_R,
         k: int | None = None,
         default_probe_set: str = "",
+        limits: ModelLimits | None = None,
     ) -> None:
         k = resolve_k(k, len(background))
+        self.limits = limits or ModelLimits()
         self.runner = runner
         self.encoder = encoder
         self.store = store
@@ -217,6 +224,7 @@ class SearchEngine:
                 f"model {model_name!r} returned {logits.shape[0]} rows for {probe_set.n_probes} probes"
             )
         n_logits = logits.shape[1]
+        self.limits.check_logits(n_logits, model_name)
         if labels and len(labels) != n_logits:
             raise InvalidArgument(f"{len(labels)} labels given for a model with {n_logits} logits", field="labels")
         if self.r > probe_set.n_probes:
@@ -265,8 +273,14 @@ class SearchEngine:
         until = time.perf_counter() + wait
         delay = 0.005
         while True:
-            if await self.ranker.applied_sequence(timeout=wait) >= sequence:
-                return True
+            try:
+                if await self.ranker.applied_sequence(timeout=wait) >= sequence:
+                    return True
+            except Unavailable as exc:
+                # The change is committed; the ranker will load it when it is back. The caller
+                # learns so from ``searchable`` rather than from an error.
+                logger.warning("change %d is stored; the ranker cannot say whether it applied it: %s", sequence, exc)
+                return False
             if time.perf_counter() + delay > until:
                 logger.warning("change %d not yet applied by the ranker after %.1f s", sequence, wait)
                 return False

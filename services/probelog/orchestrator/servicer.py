@@ -13,6 +13,7 @@ import grpc
 from probelog.common.edge import rpc, time_remaining
 from probelog.common.errors import InvalidArgument
 from probelog.common.ids import check_model_id, check_page_size, check_probe_set_id, check_top_k
+from probelog.common.limits import ModelLimits
 from probelog.common.ports import Concept, ImageQuery
 from probelog.orchestrator.search import IndexRequest, SearchEngine, SearchQuery
 from probelog.v1 import search_pb2 as pb
@@ -53,9 +54,11 @@ def search_query(request: pb.SearchRequest) -> SearchQuery:
     )
 
 
-def index_request(request: pb.IndexModelRequest) -> IndexRequest:
+def index_request(request: pb.IndexModelRequest, limits: ModelLimits | None = None) -> IndexRequest:
     """The checked form of an IndexModelRequest; the model id defaults to the model's name
-    (a file's stem for a path)."""
+    (a file's stem for a path). Labels and metadata are checked against ``limits`` here, before
+    the model is probed."""
+    limits = limits or ModelLimits()
     name = request.model_name
     if not name:
         raise InvalidArgument("model_name is required", field="model_name")
@@ -65,16 +68,17 @@ def index_request(request: pb.IndexModelRequest) -> IndexRequest:
         model_id=check_model_id(model_id, field="model_id" if request.model_id else "model_name"),
         model_version=request.model_version,
         probe_set=probe_set_field(request.probe_set_id),
-        labels=tuple(request.labels),
-        metadata=dict(request.metadata),
+        labels=limits.check_labels(request.labels),
+        metadata=limits.check_metadata(request.metadata),
     )
 
 
 class SearchServicer(pb_grpc.SearchServiceServicer):
     SERVICE_NAME = "probelog.v1.SearchService"
 
-    def __init__(self, engine: SearchEngine) -> None:
+    def __init__(self, engine: SearchEngine, limits: ModelLimits | None = None) -> None:
         self._engine = engine
+        self._limits = limits or ModelLimits()
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_SearchServiceServicer_to_server(self, server)
@@ -95,7 +99,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
     async def IndexModel(
         self, request: pb.IndexModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.IndexModelResponse:
-        result = await self._engine.index_model(index_request(request), timeout=time_remaining(context, INDEX_TIMEOUT_S))
+        result = await self._engine.index_model(index_request(request, self._limits), timeout=time_remaining(context, INDEX_TIMEOUT_S))
         return pb.IndexModelResponse(
             model=result.model,
             timings=pb.IndexTimings(

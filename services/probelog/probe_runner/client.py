@@ -25,7 +25,7 @@ class ProbeRunnerClient:
     async def list_models(
         self, *, ready_only: bool = False, timeout: float | None = None
     ) -> list[pb.ServedModel]:
-        with remote_errors(self.address):
+        with remote_errors(f"the probe runner at {self.address}"):
             response = await self._stub.ListServedModels(
                 pb.ListServedModelsRequest(ready_only=ready_only), timeout=timeout
             )
@@ -49,7 +49,7 @@ class ProbeRunnerClient:
         model: pb.ServedModel | None = None
         chunks = []
         images_per_second = 0.0
-        with remote_errors(self.address):
+        with remote_errors(f"the probe runner at {self.address}"):
             async for response in self._stub.Probe(request, timeout=timeout):
                 if response.HasField("model"):
                     model = response.model

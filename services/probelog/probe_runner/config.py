@@ -17,6 +17,6 @@ class RunnerSettings(Settings):
     runner_timeout_s: float = 60.0
     #: onnxruntime intra-op threads per model (in-process backend).
     onnx_threads: int = 1
-    #: In-process backend: accept an absolute model path as a model name (embedded mode's
-    #: ``probelog index PATH``).
+    #: In-process backend: accept an absolute model path as a model name (``probelog index
+    #: PATH``). Local development only: any caller could load a file from the server's disk.
     onnx_allow_paths: bool = False

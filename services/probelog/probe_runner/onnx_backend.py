@@ -64,7 +64,8 @@ class OnnxProbeBackend:
         onnxruntime intra-op threads per model (1 keeps two models from fighting over 2 cores).
     allow_paths : bool
         Accept an absolute path to a model directory or ``.onnx`` file as a model name
-        (embedded mode's ``probelog index PATH``).
+        (``probelog index PATH`` with ``--onnx-allow-paths``): local development only, since it
+        lets any caller load a file from the server's disk.
     """
 
     name = "onnx"
@@ -104,21 +105,24 @@ class OnnxProbeBackend:
 
     def _resolve(self, model_name: str, model_version: str) -> _Entry:
         path = Path(model_name)
+        # One message for every model that cannot be served, whatever the reason: it must not
+        # tell a caller which paths exist on the server's disk.
+        unknown = NotFound(f"model {model_name!r} is not in the repository")
         if path.is_absolute():
             if not self.allow_paths:
-                raise NotFound(f"model {model_name!r}: paths are not accepted as model names here")
+                raise unknown
             if path.is_dir():
                 entries = self._entries_of_dir(path)
             elif path.suffix == ".onnx" and path.is_file():
                 entries = [_Entry(model_name, "1", path, None)]
             else:
-                raise NotFound(f"model {model_name!r}: no such model directory or .onnx file")
+                raise unknown
         else:
             if "/" in model_name or model_name.startswith("."):
-                raise NotFound(f"model {model_name!r} is not in the repository")
+                raise unknown
             entries = self._scan().get(model_name, [])
         if not entries:
-            raise NotFound(f"model {model_name!r} is not in the repository {self.repository}")
+            raise unknown
         if model_version:
             chosen = [e for e in entries if e.version == model_version]
             if not chosen:

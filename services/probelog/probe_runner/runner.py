@@ -217,8 +217,14 @@ class ProbeRunner:
             step = 1
         for start in range(0, len(inputs), step):
             batch = inputs[start : start + step]
-            logits = await self.backend.infer(model, batch, timeout=timeout)
-            logits = np.asarray(logits, dtype=np.float32).reshape(len(batch), -1)
+            logits = np.asarray(await self.backend.infer(model, batch, timeout=timeout), dtype=np.float32)
+            rows = logits.shape[0] if logits.ndim else 0
+            if layout.batched and rows != len(batch):
+                raise FailedPrecondition(
+                    f"model {model.name!r} returned {rows} rows for a batch of {len(batch)} probes; "
+                    "a batched model must answer one row per image; nothing was stored"
+                )
+            logits = logits.reshape(len(batch), -1)
             if logits.shape[1] != n_logits and n_logits > 0:
                 raise FailedPrecondition(
                     f"model {model.name!r} returned {logits.shape[1]} values per image, its "

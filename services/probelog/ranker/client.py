@@ -44,7 +44,7 @@ class RankerClient:
             include_model_ids=list(include),
             exclude_model_ids=list(exclude),
         )
-        with remote_errors(self.address):
+        with remote_errors(f"the ranker at {self.address}"):
             response = await self._stub.Rank(request, timeout=timeout)
         return RankResult(
             hits=[list(r.hits) for r in response.results],
@@ -56,6 +56,6 @@ class RankerClient:
         )
 
     async def applied_sequence(self, *, timeout: float | None = None) -> int:
-        with remote_errors(self.address):
+        with remote_errors(f"the ranker at {self.address}"):
             response = await self._stub.GetIndexStats(pb.GetIndexStatsRequest(), timeout=timeout)
         return int(response.applied_sequence)

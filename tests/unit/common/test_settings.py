@@ -48,7 +48,7 @@ def test_embedded_settings_nest_the_services_settings_under_their_flat_names():
     s = EmbeddedSettings.from_env({"clip_model": "ViT-B-32", "world": "w"}, environ=env)
     assert (s.store.store_url, s.orchestrator.calibration_k, s.ranker.index_dtype) == ("file:///tmp/s", 5, "float32")
     assert (s.encoder.clip_model, s.world) == ("ViT-B-32", "w")
-    assert s.runner.onnx_allow_paths  # embedded's own default for the nested runner settings
+    assert not s.runner.onnx_allow_paths  # paths as model names: an explicit development flag only
     names = set(flat_fields(EmbeddedSettings))
     # Peers are in-process: their addresses are no settings of the embedded process.
     assert not names & {"store_address", "runner_address", "encoder_address", "ranker_addresses"}
