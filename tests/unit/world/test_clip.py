@@ -139,3 +139,20 @@ def test_carried_checkpoint_installs_as_a_world_clip(tmp_path: Path) -> None:
             tmp_path / "a.pt", tmp_path / "x", CLIP_MODEL_NAME, ClipArchitecture(**CLIP_RN, embed_dim=64),
             training, concepts, (objects, ids),
         )
+
+
+def test_demo_carries_its_clip_checkpoint() -> None:
+    """The demo scale's CLIP ships with the package: float16, at most 25 MB, of the scale's architecture."""
+    import json
+    from dataclasses import asdict
+
+    from probelog_world.build import DATA_DIR, IMAGE_SIZE, SCALES
+
+    stage = SCALES["demo"].clips[0]
+    path = DATA_DIR / stage.carried
+    assert path.stat().st_size <= 25 * 2**20
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    arch = ClipArchitecture(image_size=IMAGE_SIZE, **stage.architecture)
+    assert saved["architecture"] == json.loads(json.dumps(asdict(arch)))
+    assert saved["step"] == stage.steps
+    assert {v.dtype for v in saved["state_dict"].values() if v.is_floating_point()} == {torch.float16}
