@@ -327,6 +327,8 @@ def fit(
         running = 0.0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
+            if len(idx) < 2:
+                continue  # batch norm cannot train on one image
             x = x_all[idx].permute(0, 3, 1, 2).float().div_(255.0)
             loss = F.cross_entropy(model(_augment(x, gen)), y_all[idx], label_smoothing=0.05)
             optimiser.zero_grad(set_to_none=True)

@@ -14,6 +14,7 @@ from probelog_world.hub import (
     ObjectPool,
     _augment,
     evaluate,
+    fit,
     fit_linear_head,
     plan_hub,
     train_foundation,
@@ -154,3 +155,11 @@ def test_train_hub_model_records_ground_truth(concepts: ConceptSet) -> None:
     assert record["test_accuracy"] > 0.6  # three plain, differently coloured shapes
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 48, 48)).shape == (2, 3)
+
+
+def test_fit_skips_a_last_batch_of_one_image(concepts: ConceptSet) -> None:
+    # 65 images at batch size 64 leave one image: batch norm cannot train on it.
+    pool = ObjectPool.generate(concepts, 1, 0, "t", 48)
+    model = ARCHITECTURES["cnn-s"].build(48, 2)
+    losses = fit(model, pool.images[:65], np.arange(65) % 2, 1, 1e-3, 0, batch_size=64)
+    assert len(losses) == 1 and np.isfinite(losses[0])
