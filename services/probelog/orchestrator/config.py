@@ -6,6 +6,8 @@ from probelog.common.settings import Settings
 from probelog.core.distance import DEFAULT_R
 
 PORT = 50051
+#: Candidate logits gathered per concept of a task when neither request nor settings say.
+DEFAULT_TASK_CANDIDATES = 200
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,6 @@ class OrchestratorSettings(Settings):
     auto_index_interval_s: float = 10.0
     #: A missing ranker shard gives a partial result flagged as such (else UNAVAILABLE).
     allow_partial: bool = False
+    #: N: candidate logits gathered per concept of a TaskSearch (and per logit of a model's
+    #: SimilarLogits) when the request sets no candidate_depth; at most 1,000.
+    task_candidates: int = DEFAULT_TASK_CANDIDATES

@@ -30,6 +30,7 @@ async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEng
         r=settings.r,
         k=settings.calibration_k or None,
         default_probe_set=settings.default_probe_set,
+        task_candidates=settings.task_candidates,
     )
     if settings.probe_set_file:
         await engine.register_probe_set_file(settings.probe_set_file)
