@@ -249,7 +249,7 @@ def _task(args: argparse.Namespace) -> int:
             return 0
         print(
             f"task of {len(args.concepts)} concepts: {len(response.models)} models among "
-            f"{response.n_models_searched} ({response.n_models_assigned} assigned, top {response.candidate_depth} "
+            f"{response.n_models_searched} ({response.n_models_eligible} eligible, top {response.candidate_depth} "
             f"candidates per concept, {response.timings.total_us / 1000:.1f} ms)"
             + ("  [PARTIAL: some shards did not answer]" if response.partial else "")
         )

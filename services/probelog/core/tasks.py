@@ -218,11 +218,10 @@ def rank_models(
     -------
     matches : list of ModelMatch
         Best first, by (score, -coverage, model id).
-    n_considered : int
-        Models that had a candidate for at least ``min_coverage`` concepts (each got an
-        assignment).
+    n_eligible : int
+        Models with candidates for at least ``min_coverage`` concepts: those that could qualify.
+        (Only as many are assigned as the top_k needs; see the lower bound below.)
     """
-    m = len(candidates)
     bounds = concept_bounds(candidates, max_score)
     skip = set(exclude)
     per_model: dict[str, list[Candidate]] = {}
@@ -230,34 +229,75 @@ def rank_models(
         for c in hits:
             if c.model_id not in skip and c.score <= bounds[c.concept]:
                 per_model.setdefault(c.model_id, []).append(c)
+    # Covering fewer distinct concepts than asked can never reach min_coverage.
+    eligible = {
+        model_id: hits for model_id, hits in per_model.items() if len({c.concept for c in hits}) >= min_coverage
+    }
+    # Exact assignments in the order of a lower bound on the score (each concept at its best
+    # candidate, as if logits could be shared), stopping once the bound passes the top_k-th
+    # score: the answer is exact, and a task with many partly covering models assigns few.
+    depth_ranks = np.array([len(hits) + 1 for hits in candidates], dtype=np.float64)
+    order = sorted(
+        eligible, key=lambda model_id: _lower_bound(eligible[model_id], bounds, depth_ranks, aggregation)
+    )
     matches: list[ModelMatch] = []
-    n_considered = 0
-    for model_id, hits in per_model.items():
-        # Covering fewer distinct concepts than asked can never reach min_coverage.
-        if len({c.concept for c in hits}) < min_coverage:
-            continue
-        n_considered += 1
-        logits = sorted({c.logit_index for c in hits})
-        column = {logit: j for j, logit in enumerate(logits)}
-        S = np.full((m, len(logits)), np.inf)
-        by_cell: dict[tuple[int, int], Candidate] = {}
-        for c in hits:
-            S[c.concept, column[c.logit_index]] = c.score
-            by_cell[(c.concept, column[c.logit_index])] = c
-        columns, costs = assign(S, bounds, allow_shared=allow_shared)
-        chosen = tuple(by_cell[(i, int(j))] if j >= 0 else None for i, j in enumerate(columns))
-        assignment = Assignment(
-            logits=np.array([c.logit_index if c else -1 for c in chosen], dtype=np.int64),
-            costs=costs,
-            ranks=np.array(
-                [c.rank if c else len(candidates[i]) + 1 for i, c in enumerate(chosen)], dtype=np.int64
-            ),
-        )
-        if assignment.coverage < min_coverage:
-            continue
-        matches.append(ModelMatch(model_id, task_score(assignment, aggregation), assignment, chosen))
+    for model_id in order:
+        if len(matches) >= top_k:
+            kth = sorted(x.score for x in matches)[top_k - 1]
+            if _lower_bound(eligible[model_id], bounds, depth_ranks, aggregation) > kth:
+                break
+        match = _match(model_id, eligible[model_id], bounds, depth_ranks, allow_shared, aggregation)
+        if match.coverage >= min_coverage:
+            matches.append(match)
     matches.sort(key=lambda x: (x.score, -x.coverage, x.model_id))
-    return matches[:top_k], n_considered
+    return matches[:top_k], len(eligible)
+
+
+def _lower_bound(
+    hits: Sequence[Candidate],
+    bounds: npt.NDArray[np.float64],
+    depth_ranks: npt.NDArray[np.float64],
+    aggregation: Aggregation,
+) -> float:
+    """A lower bound on the model's score: each concept at its best candidate."""
+    best: dict[int, Candidate] = {}
+    for c in hits:
+        if c.concept not in best or c.score < best[c.concept].score:
+            best[c.concept] = c
+    m = len(bounds)
+    if aggregation is Aggregation.WORST:
+        return max(c.score for c in best.values())  # the uncovered concepts can only raise it
+    if aggregation is Aggregation.MEAN_RANK:
+        # Within a concept, ranks follow scores: the best-scoring candidate has the best rank.
+        return float((depth_ranks.sum() + sum(c.rank - depth_ranks[i] for i, c in best.items())) / m)
+    return float((bounds.sum() + sum(c.score - bounds[i] for i, c in best.items())) / m)
+
+
+def _match(
+    model_id: str,
+    hits: Sequence[Candidate],
+    bounds: npt.NDArray[np.float64],
+    depth_ranks: npt.NDArray[np.float64],
+    allow_shared: bool,
+    aggregation: Aggregation,
+) -> ModelMatch:
+    """One model's optimal assignment over its candidates, and its score."""
+    m = len(bounds)
+    logits = sorted({c.logit_index for c in hits})
+    column = {logit: j for j, logit in enumerate(logits)}
+    S = np.full((m, len(logits)), np.inf)
+    by_cell: dict[tuple[int, int], Candidate] = {}
+    for c in hits:
+        S[c.concept, column[c.logit_index]] = c.score
+        by_cell[(c.concept, column[c.logit_index])] = c
+    columns, costs = assign(S, bounds, allow_shared=allow_shared)
+    chosen = tuple(by_cell[(i, int(j))] if j >= 0 else None for i, j in enumerate(columns))
+    assignment = Assignment(
+        logits=np.array([c.logit_index if c else -1 for c in chosen], dtype=np.int64),
+        costs=costs,
+        ranks=np.array([c.rank if c else int(depth_ranks[i]) for i, c in enumerate(chosen)], dtype=np.int64),
+    )
+    return ModelMatch(model_id, task_score(assignment, aggregation), assignment, chosen)
 
 
 def logit_query_descriptor(

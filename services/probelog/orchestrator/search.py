@@ -133,7 +133,7 @@ class TaskResult:
     depth: int
     n_logits_searched: int
     n_models_searched: int
-    n_models_assigned: int
+    n_models_eligible: int
     partial: bool
     encode_us: int
     rank_us: int
@@ -417,11 +417,11 @@ class SearchEngine:
             [Candidate(i, h.model_id, h.logit_index, h.score, h.rank) for h in hits]
             for i, hits in enumerate(per_concept)
         ]
-        matches, n_assigned = await asyncio.to_thread(
+        matches, n_eligible = await asyncio.to_thread(
             rank_models, candidates, top_k=top_k, min_coverage=min_coverage, max_score=max_score,
             allow_shared=allow_shared, aggregation=aggregation, exclude=exclude,
         )
-        return [self._task_match(match, rank, per_concept) for rank, match in enumerate(matches, 1)], n_assigned
+        return [self._task_match(match, rank, per_concept) for rank, match in enumerate(matches, 1)], n_eligible
 
     @staticmethod
     def _task_match(match: ModelMatch, rank: int, per_concept: list[list[types_pb2.Hit]]) -> search_pb2.TaskMatch:
@@ -454,7 +454,7 @@ class SearchEngine:
         encoded = time.perf_counter()
         left = None if timeout is None else max(timeout - (encoded - started), 0.001)
         per_concept, ranked = await self._candidates(ps_id, descriptors, depth, query.include, query.exclude, left)
-        models, n_assigned = await self._assign(
+        models, n_eligible = await self._assign(
             per_concept, top_k=query.top_k, min_coverage=query.min_coverage, max_score=query.max_score,
             allow_shared=query.allow_shared, aggregation=query.aggregation,
         )
@@ -462,7 +462,7 @@ class SearchEngine:
         return TaskResult(
             models=models, hits=[], probe_set_id=ps_id, depth=depth,
             n_logits_searched=ranked.n_logits_searched, n_models_searched=ranked.n_models_searched,
-            n_models_assigned=n_assigned, partial=ranked.partial,
+            n_models_eligible=n_eligible, partial=ranked.partial,
             encode_us=_us(encoded - started), rank_us=_us(done - encoded), total_us=_us(done - started),
         )
 
@@ -496,14 +496,14 @@ class SearchEngine:
         left = None if timeout is None else max(timeout - (encoded - started), 0.001)
         models: list[search_pb2.TaskMatch] = []
         hits: list[types_pb2.Hit] = []
-        n_assigned = 0
+        n_eligible = 0
         if query.logit_index is None:
             depth = query.depth or self.task_candidates
             exclude = (*query.exclude, query.model_id)
             per_logit, ranked = await self._candidates(
                 ps_id, descriptors, depth, query.include, exclude, left, normalized=True
             )
-            models, n_assigned = await self._assign(
+            models, n_eligible = await self._assign(
                 per_logit, top_k=query.top_k, min_coverage=min(query.min_coverage, entries.n_logits),
                 max_score=None, allow_shared=query.allow_shared, aggregation=Aggregation.MEAN,
             )
@@ -525,7 +525,7 @@ class SearchEngine:
         return TaskResult(
             models=models, hits=hits, probe_set_id=ps_id, depth=depth,
             n_logits_searched=ranked.n_logits_searched, n_models_searched=ranked.n_models_searched,
-            n_models_assigned=n_assigned, partial=ranked.partial,
+            n_models_eligible=n_eligible, partial=ranked.partial,
             encode_us=_us(encoded - started), rank_us=_us(done - encoded), total_us=_us(done - started),
         )
 

@@ -252,7 +252,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             probe_set_id=result.probe_set_id,
             n_logits_searched=result.n_logits_searched,
             n_models_searched=result.n_models_searched,
-            n_models_assigned=result.n_models_assigned,
+            n_models_eligible=result.n_models_eligible,
             timings=_timings(result),
             partial=result.partial,
             candidate_depth=result.depth,

@@ -262,12 +262,12 @@ class TaskMatch(_message.Message):
     def __init__(self, model_id: _Optional[str] = ..., score: _Optional[float] = ..., coverage: _Optional[int] = ..., rank: _Optional[int] = ..., assignments: _Optional[_Iterable[_Union[ConceptAssignment, _Mapping]]] = ...) -> None: ...
 
 class TaskSearchResponse(_message.Message):
-    __slots__ = ("models", "probe_set_id", "n_logits_searched", "n_models_searched", "n_models_assigned", "timings", "partial", "candidate_depth")
+    __slots__ = ("models", "probe_set_id", "n_logits_searched", "n_models_searched", "n_models_eligible", "timings", "partial", "candidate_depth")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     N_LOGITS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
     N_MODELS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
-    N_MODELS_ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    N_MODELS_ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_DEPTH_FIELD_NUMBER: _ClassVar[int]
@@ -275,11 +275,11 @@ class TaskSearchResponse(_message.Message):
     probe_set_id: str
     n_logits_searched: int
     n_models_searched: int
-    n_models_assigned: int
+    n_models_eligible: int
     timings: StageTimings
     partial: bool
     candidate_depth: int
-    def __init__(self, models: _Optional[_Iterable[_Union[TaskMatch, _Mapping]]] = ..., probe_set_id: _Optional[str] = ..., n_logits_searched: _Optional[int] = ..., n_models_searched: _Optional[int] = ..., n_models_assigned: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., partial: _Optional[bool] = ..., candidate_depth: _Optional[int] = ...) -> None: ...
+    def __init__(self, models: _Optional[_Iterable[_Union[TaskMatch, _Mapping]]] = ..., probe_set_id: _Optional[str] = ..., n_logits_searched: _Optional[int] = ..., n_models_searched: _Optional[int] = ..., n_models_eligible: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., partial: _Optional[bool] = ..., candidate_depth: _Optional[int] = ...) -> None: ...
 
 class SimilarLogitsRequest(_message.Message):
     __slots__ = ("model_id", "logit_index", "top_k", "include_model_ids", "exclude_model_ids", "probe_set_id", "min_coverage", "allow_shared_logits", "candidate_depth")

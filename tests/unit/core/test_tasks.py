@@ -149,3 +149,19 @@ def test_logit_query_descriptor_keeps_the_top_values_and_a_zero_mean():
     assert z.mean() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError):
         logit_query_descriptor([0, 1], [1.0], 10)
+
+
+@pytest.mark.parametrize("aggregation", list(Aggregation))
+@pytest.mark.parametrize("allow_shared", [False, True])
+def test_stopping_at_the_lower_bound_keeps_the_exact_top_k(aggregation, allow_shared):
+    # Models are assigned in the order of a lower bound on their score until it passes the
+    # top_k-th score: the top_k must be the head of the full ranking.
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        cands = candidates_of(rng, int(rng.integers(2, 6)), n_models=40, depth=30)
+        options = {"min_coverage": 1 + trial % 2, "allow_shared": allow_shared, "aggregation": aggregation}
+        full, n_full = rank_models(cands, top_k=1000, **options)
+        for top_k in (1, 3, 10):
+            head, n = rank_models(cands, top_k=top_k, **options)
+            assert [(x.model_id, x.score) for x in head] == [(x.model_id, x.score) for x in full[:top_k]]
+            assert n == n_full
