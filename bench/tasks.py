@@ -134,7 +134,7 @@ async def measure_tasks(
 
 
 async def measure_similar(
-    stub: pb_grpc.SearchServiceStub, truth: dict[str, list[str]]
+    stub: pb_grpc.SearchServiceStub, truth: dict[str, list[str]], limit: int = 0
 ) -> tuple[dict[str, tuple[float, float]], int]:
     """Precision@10 and recall@10 (share of the other same-concept logits, up to 10, found) of
     SimilarLogits (calibrated; by raw distance) and of CLIP-text Search; the number of queries."""
@@ -143,6 +143,9 @@ async def measure_similar(
     for _, _, c in logits:
         carriers[c] = carriers.get(c, 0) + 1
     queries = [(m, j, c) for m, j, c in logits if carriers[c] > 1]
+    if limit and len(queries) > limit:  # a seeded sample of the query logits
+        keep = np.random.default_rng(0).choice(len(queries), size=limit, replace=False)
+        queries = [queries[i] for i in sorted(keep)]
     n_all = len(logits)
     scores: dict[str, list[float]] = {"SimilarLogits": [], "SimilarLogits by raw distance": [], "CLIP-text Search": []}
     ceiling = []
@@ -282,6 +285,7 @@ async def main() -> None:
     parser.add_argument("--tuning-seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--seeds", type=int, nargs="*", default=[3, 4, 5], help="held-out task seeds")
     parser.add_argument("--tasks", type=int, default=20, help="tasks per seed and size")
+    parser.add_argument("--similar-queries", type=int, default=0, help="sample this many query logits; 0: all")
     parser.add_argument("--latency-logits", type=int, default=0, help="synthetic index size; 0 skips latency")
     parser.add_argument("--latency-reps", type=int, default=5)
     parser.add_argument("--out", type=Path)
@@ -312,10 +316,10 @@ async def main() -> None:
                     report[f"{world.name}/{label}"] = results
                     lines += [f"### Tasks, {label} seeds ({time.perf_counter() - started:.0f} s)", ""]
                     lines += [*task_table(results, args.tasks, seeds), ""]
-                similar, n_queries = await measure_similar(stub, truth)
+                similar, n_queries = await measure_similar(stub, truth, args.similar_queries)
                 report[f"{world.name}/similar"] = similar
                 lines += [
-                    f"### SimilarLogits over the {n_queries} logits whose concept another logit carries",
+                    f"### SimilarLogits over {n_queries} logits whose concept another logit carries",
                     "",
                     "| method | share of the top-10 with the same concept | share of the same-concept logits "
                     "(up to 10) in the top-10 |",
