@@ -4,6 +4,8 @@
     probelog serve orchestrator --ranker-addresses host1:50055,host2:50055
     probelog index --all
     probelog search "red striped circle" --top-k 10
+    probelog task "cat" "dog" "fox"          # the models that cover a whole task
+    probelog similar hub-0003 --logit 2      # logits that recognise what this one does
     probelog models
 
 Service settings come from the environment (``PROBELOG_<NAME>``); every setting also has a flag
@@ -206,6 +208,99 @@ def _search(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
+AGGREGATIONS = ("mean", "worst", "mean_rank")
+
+
+def _print_matches(matches: Sequence[Any], concepts: Sequence[str], truth: dict[str, list[str]]) -> None:
+    """Each model with its score and coverage, then concept -> logit lines."""
+    for match in matches:
+        print(f"{match.rank:>4}  {match.model_id:<24} score {match.score:>8.3f}  covers {match.coverage}/{len(concepts)}")
+        for a in match.assignments:
+            if not a.covered:
+                print(f"        {concepts[a.concept_index]!r:<28} -> (uncovered)")
+                continue
+            line = (
+                f"        {concepts[a.concept_index]!r:<28} -> logit {a.logit_index:>4}  score {a.score:>8.3f}  "
+                f"rank {a.concept_rank:>4}  {a.label or '-'}"
+            )
+            if truth:
+                labels = truth.get(match.model_id, [])
+                line += "  |  " + (labels[a.logit_index] if a.logit_index < len(labels) else "?")
+            print(line)
+
+
+def _task(args: argparse.Namespace) -> int:
+    from probelog.v1 import search_pb2
+
+    async def action(client: Any) -> int:
+        response = await client.task(
+            args.concepts,
+            top_k=args.top_k,
+            min_coverage=args.min_coverage,
+            allow_shared_logits=args.allow_shared_logits,
+            candidate_depth=args.candidate_depth,
+            max_score=args.max_score,
+            aggregation=search_pb2.TaskAggregation.Value(f"TASK_AGGREGATION_{args.aggregation.upper()}"),
+            include=args.include or (),
+            exclude=args.exclude or (),
+            probe_set_id=args.probe_set,
+        )
+        if args.json:
+            from google.protobuf import json_format
+
+            print(json_format.MessageToJson(response))
+            return 0
+        print(
+            f"task of {len(args.concepts)} concepts: {len(response.models)} models among "
+            f"{response.n_models_searched} ({response.n_models_eligible} eligible, top {response.candidate_depth} "
+            f"candidates per concept, {response.timings.total_us / 1000:.1f} ms)"
+            + ("  [PARTIAL: some shards did not answer]" if response.partial else "")
+        )
+        _print_matches(response.models, args.concepts, _load_truth(args.truth) if args.truth else {})
+        return 0
+
+    return _run_client(args, action)
+
+
+def _similar(args: argparse.Namespace) -> int:
+    async def action(client: Any) -> int:
+        response = await client.similar(
+            args.model_id,
+            logit_index=args.logit,
+            top_k=args.top_k,
+            min_coverage=args.min_coverage,
+            allow_shared_logits=args.allow_shared_logits,
+            include=args.include or (),
+            exclude=args.exclude or (),
+            probe_set_id=args.probe_set,
+        )
+        if args.json:
+            from google.protobuf import json_format
+
+            print(json_format.MessageToJson(response))
+            return 0
+        truth = _load_truth(args.truth) if args.truth else {}
+        if args.logit is None:
+            info = await client.get_model(args.model_id, probe_set_id=args.probe_set)
+            names = [f"logit {j}" + (f" ({label})" if label else "") for j, label in enumerate(info.labels or [""] * info.n_logits)]
+            print(f"models like {args.model_id} ({response.timings.total_us / 1000:.1f} ms):")
+            _print_matches(response.models, names, truth)
+            return 0
+        print(f"logits like {args.model_id}[{args.logit}] ({response.timings.total_us / 1000:.1f} ms):")
+        for hit in response.hits:
+            line = (
+                f"{hit.rank:>4}  {hit.model_id:<24} {hit.logit_index:>5}  {hit.score:>8.3f}  "
+                f"{hit.distance:>8.3f}  {hit.label or '-'}"
+            )
+            if truth:
+                concepts = truth.get(hit.model_id, [])
+                line += "  |  " + (concepts[hit.logit_index] if hit.logit_index < len(concepts) else "?")
+            print(line)
+        return 0
+
+    return _run_client(args, action)
+
+
 def _models(args: argparse.Namespace) -> int:
     async def action(client: Any) -> int:
         models = await client.models(probe_set_id=args.probe_set)
@@ -307,6 +402,32 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--truth", help="a ground-truth JSON to print beside hits (evaluation only)")
     search.add_argument("--json", action="store_true", help="print the response as JSON")
     search.set_defaults(func=_search)
+
+    task = client_parser("task", "find the models that cover a whole task of concepts")
+    task.add_argument("concepts", nargs="+", help='2 to 1,000 concepts, e.g. "cat" "dog" "fox"')
+    task.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="models to return")
+    task.add_argument("--min-coverage", type=int, default=0, help="fewest concepts a model covers (default all)")
+    task.add_argument("--allow-shared-logits", action="store_true", help="several concepts may share a logit")
+    task.add_argument("--candidate-depth", type=int, default=0, help="candidate logits per concept (default: the server's)")
+    task.add_argument("--max-score", type=float, help="a logit covers a concept only at this calibrated score or lower")
+    task.add_argument("--aggregation", choices=AGGREGATIONS, default="mean", help="the model score")
+    task.add_argument("--include", action="append", help="only this model id (repeatable)")
+    task.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
+    task.add_argument("--truth", help="a ground-truth JSON to print beside assignments (evaluation only)")
+    task.add_argument("--json", action="store_true", help="print the response as JSON")
+    task.set_defaults(func=_task)
+
+    similar = client_parser("similar", "find the logits (or models) that recognise what an indexed one does")
+    similar.add_argument("model_id")
+    similar.add_argument("--logit", type=int, help="the logit index (default: the whole model)")
+    similar.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    similar.add_argument("--min-coverage", type=int, default=0, help="whole model: fewest of its logits covered (default 1)")
+    similar.add_argument("--allow-shared-logits", action="store_true")
+    similar.add_argument("--include", action="append", help="only this model id (repeatable)")
+    similar.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
+    similar.add_argument("--truth", help="a ground-truth JSON to print beside hits (evaluation only)")
+    similar.add_argument("--json", action="store_true", help="print the response as JSON")
+    similar.set_defaults(func=_similar)
 
     models = client_parser("models", "list indexed models")
     models.add_argument("--json", action="store_true")

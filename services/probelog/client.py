@@ -5,6 +5,8 @@
         response = await client.search("red striped circle", top_k=5)
         for hit in response.hits:
             print(hit.rank, hit.model_id, hit.logit_index, hit.score)
+        task = await client.task(["cat", "dog", "fox"], top_k=3)   # one model for a whole task
+        similar = await client.similar("hub-0003", logit_index=2)    # logits like this one
 
 Errors arrive as the domain exceptions of :mod:`probelog.common.errors` (NotFound,
 InvalidArgument, Unavailable, ...), each with the server's message.
@@ -92,6 +94,75 @@ class ProbeLogClient:
             request.images.CopyFrom(clip_encoder_pb2.ImageSet(images=data))
         with remote_errors(self.address):
             return await self._stub.Search(request, timeout=self.timeout_s)
+
+    async def task(
+        self,
+        concepts: Sequence[str | Sequence[bytes | str | Path]],
+        *,
+        top_k: int = DEFAULT_TOP_K,
+        min_coverage: int = 0,
+        allow_shared_logits: bool = False,
+        candidate_depth: int = 0,
+        max_score: float | None = None,
+        aggregation: search_pb2.TaskAggregation.ValueType = search_pb2.TASK_AGGREGATION_UNSPECIFIED,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        probe_set_id: str = "",
+        prompt_templates: Sequence[str] = (),
+    ) -> search_pb2.TaskSearchResponse:
+        """Models that cover a whole task: each concept a text, or example images (bytes or
+        file paths). ``min_coverage`` 0 means every concept."""
+        request = search_pb2.TaskSearchRequest(
+            top_k=top_k,
+            min_coverage=min_coverage,
+            allow_shared_logits=allow_shared_logits,
+            candidate_depth=candidate_depth,
+            aggregation=aggregation,
+            include_model_ids=list(include),
+            exclude_model_ids=list(exclude),
+            probe_set_id=probe_set_id,
+            prompt_templates=list(prompt_templates),
+        )
+        if max_score is not None:
+            request.max_score = max_score
+        for concept in concepts:
+            if isinstance(concept, str):
+                request.concepts.add(text=concept)
+            else:
+                data = [i if isinstance(i, bytes) else Path(i).read_bytes() for i in concept]
+                request.concepts.add(images=clip_encoder_pb2.ImageSet(images=data))
+        with remote_errors(self.address):
+            return await self._stub.TaskSearch(request, timeout=self.timeout_s)
+
+    async def similar(
+        self,
+        model_id: str,
+        *,
+        logit_index: int | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        min_coverage: int = 0,
+        allow_shared_logits: bool = False,
+        candidate_depth: int = 0,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        probe_set_id: str = "",
+    ) -> search_pb2.SimilarLogitsResponse:
+        """Logits like one logit of an indexed model (``hits``), or, without ``logit_index``,
+        models like the whole model (``models``)."""
+        request = search_pb2.SimilarLogitsRequest(
+            model_id=model_id,
+            top_k=top_k,
+            min_coverage=min_coverage,
+            allow_shared_logits=allow_shared_logits,
+            candidate_depth=candidate_depth,
+            include_model_ids=list(include),
+            exclude_model_ids=list(exclude),
+            probe_set_id=probe_set_id,
+        )
+        if logit_index is not None:
+            request.logit_index = logit_index
+        with remote_errors(self.address):
+            return await self._stub.SimilarLogits(request, timeout=self.timeout_s)
 
     async def index(
         self,

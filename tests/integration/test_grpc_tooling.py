@@ -68,6 +68,35 @@ def test_readme_search_command_runs_through_reflection(server):
     assert [h.rank for h in response.hits] == list(range(1, len(response.hits) + 1))
 
 
+def readme_grpcurl(pattern: str, server: str, swap: dict[str, str] | None = None) -> tuple[dict, str]:
+    """The README's grpcurl command for ``pattern``, run as written but for the address and the
+    ``swap``ped request values; its request and stdout."""
+    cmd = readme_command(pattern)
+    data = cmd[cmd.index("-d") + 1]
+    for old, new in (swap or {}).items():
+        data = data.replace(old, new)
+    cmd[cmd.index("-d") + 1] = data
+    result = run([tool("grpcurl"), *[server if part == README_ADDRESS else part for part in cmd[1:]]])
+    assert result.returncode == 0, result.stderr
+    return json.loads(data), result.stdout
+
+
+def test_readme_task_and_similar_commands_run_through_reflection(server):
+    # The README's concepts are the trained world's; the mini world serves the same request.
+    query, stdout = readme_grpcurl("SearchService/TaskSearch", server)
+    response = json_format.Parse(stdout, search_pb2.TaskSearchResponse())
+    n = len(query["concepts"])
+    assert len(response.models) == query["top_k"]
+    for match in response.models:
+        assert match.coverage == n and len(match.assignments) == n
+        assert len({a.logit_index for a in match.assignments}) == n
+    # The README's model is a world hub model; the mini world's matcher stands in for it.
+    query, stdout = readme_grpcurl("SearchService/SimilarLogits", server, {"hub-0003": "matcher"})
+    response = json_format.Parse(stdout, search_pb2.SimilarLogitsResponse())
+    assert len(response.hits) == query["top_k"]
+    assert ("matcher", query["logit_index"]) not in {(h.model_id, h.logit_index) for h in response.hits}
+
+
 def test_grpcurl_lists_the_public_api_only(server):
     result = run([tool("grpcurl"), "-plaintext", server, "list"])
     assert result.returncode == 0, result.stderr
@@ -96,6 +125,12 @@ def test_grpcurl_sees_clear_errors(server):
     assert "InvalidArgument" in result.stderr and "empty" in result.stderr
     result = run([tool("grpcurl"), "-plaintext", "-d", '{"model_id": "nope"}', server, "probelog.v1.SearchService/GetModel"])
     assert "NotFound" in result.stderr and "nope" in result.stderr
+    result = run([tool("grpcurl"), "-plaintext", "-d", '{"concepts": [{"text": "cat"}]}', server,
+                  "probelog.v1.SearchService/TaskSearch"])
+    assert result.returncode != 0 and "InvalidArgument" in result.stderr and "concepts" in result.stderr
+    result = run([tool("grpcurl"), "-plaintext", "-d", '{"model_id": "nope", "logit_index": 0}', server,
+                  "probelog.v1.SearchService/SimilarLogits"])
+    assert result.returncode != 0 and "NotFound" in result.stderr
 
 
 def test_buf_lint_and_format():

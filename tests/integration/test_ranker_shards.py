@@ -1,5 +1,6 @@
 """Three ranker shard processes and one unsharded ranker over the same descriptor store: the
-merged shards answer exactly like the single ranker; a killed shard is flagged, never a gap."""
+merged shards answer exactly like the single ranker (so do task and similar-logit searches, which
+the orchestrator assigns from the shards' candidates); a killed shard is flagged, never a gap."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from probelog.common.errors import Unavailable
 from probelog.common.server import create_channel
 from probelog.core import calibration_offsets, kernels, logit_entries, zscore
 from probelog.descriptor_store.client import DescriptorStoreClient
+from probelog.orchestrator.search import SearchEngine, SimilarQuery, TaskQuery
 from probelog.ranker.client import RankerClient
 from probelog.ranker.ranker import shard_of
 from probelog.ranker.sharded import ShardedRanker
@@ -139,6 +141,50 @@ async def test_models_indexed_or_deleted_later_reach_their_shard(cluster):
         include=["late/arrival", "hub/model-007"],
     )
     assert {h.model_id for h in found.hits[0]} == {"late/arrival"}
+
+
+class FixedEncoder:
+    """Concept "i" is descriptor i: the task path's encoder stand-in, so that the comparison below
+    is of the ranker shards and the orchestrator's assignment alone."""
+
+    def __init__(self, descriptors: np.ndarray) -> None:
+        self.descriptors = descriptors
+
+    async def encoder_id(self, *, timeout=None) -> str:
+        return "fixed"
+
+    async def compute_descriptors(self, probe_set_id, concepts, prompt_templates=(), *, timeout=None):
+        return self.descriptors[[int(c) for c in concepts]]
+
+
+def matches(result):
+    return [
+        (m.model_id, m.score, m.coverage, [(a.covered, a.logit_index, a.concept_rank) for a in m.assignments])
+        for m in result.models
+    ]
+
+
+async def test_task_and_similar_searches_assign_over_shards_as_over_one_ranker(cluster):
+    # Shards return each concept's candidates, the orchestrator assigns: the same models, scores
+    # and assignments as over one ranker.
+    encoder = FixedEncoder(np.random.default_rng(5).normal(size=(12, N_PROBES)).astype(np.float32))
+    engines = [
+        SearchEngine(runner=None, encoder=encoder, store=cluster["store"], ranker=ranker, background=["x"])
+        for ranker in (cluster["single"], ShardedRanker(cluster["shard_clients"]))
+    ]
+    for concepts, min_coverage, depth in (("0", "1"), 2, 50), (tuple(map(str, range(12))), 1, 20), (("3", "4", "5"), 2, 0):
+        query = TaskQuery(concepts=concepts, min_coverage=min_coverage, top_k=20, depth=depth)
+        single, sharded = [await e.task_search(query) for e in engines]
+        assert single.models and matches(sharded) == matches(single)
+        assert sharded.n_logits_searched == single.n_logits_searched
+    for logit_index in (0, None):
+        query = SimilarQuery(model_id="hub/model-010", logit_index=logit_index, top_k=15)
+        single, sharded = [await e.similar_logits(query) for e in engines]
+        assert [(h.model_id, h.logit_index, h.score, h.rank) for h in sharded.hits] == [
+            (h.model_id, h.logit_index, h.score, h.rank) for h in single.hits
+        ]
+        assert matches(sharded) == matches(single)
+        assert (single.hits or single.models) and "hub/model-010" not in {h.model_id for h in single.models}
 
 
 async def test_a_killed_shard_is_flagged_partial_or_unavailable(cluster):

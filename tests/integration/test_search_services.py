@@ -86,6 +86,44 @@ def test_cli_table_and_models(five, mini_world, tmp_path):
     assert "indexed 0 of 2 models" in again.stderr
 
 
+def task_json(address: str, *args: str) -> list[tuple[str, int, list[int]]]:
+    result = procs.cli([*args, "--json", "--address", address])
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    models = [
+        (m["modelId"], int(m.get("coverage", 0)), [int(a.get("logitIndex", 0)) for a in m.get("assignments", [])])
+        for m in response.get("models", [])
+    ]
+    return models + [(h["modelId"], int(h.get("logitIndex", 0)), []) for h in response.get("hits", [])]
+
+
+def test_task_and_similar_searches_agree_between_five_processes_and_embedded(five, embedded_process, tmp_path):
+    orchestrator = five["orchestrator"].address
+    for address in (orchestrator, embedded_process.address):
+        index_all(address)
+    commands = [
+        ("task", *mini.CONCEPTS[:3]),
+        ("task", "pizza", "cat", "--min-coverage", "1", "--aggregation", "worst", "--top-k", "20"),
+        ("similar", "matcher", "--logit", "1", "--top-k", "20"),
+        ("similar", "shuffled", "--top-k", "20"),
+    ]
+    for command in commands:
+        assert task_json(orchestrator, *command) == task_json(embedded_process.address, *command), command
+    found = task_json(orchestrator, "task", *mini.CONCEPTS[:3], "--top-k", "2")
+    assert {model for model, _, _ in found} == {"matcher", "shuffled"}
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({"models": {"matcher": {"concepts": mini.CONCEPTS}}}))
+    table = procs.cli(["task", "fire truck", "pizza", "--truth", str(truth), "--address", orchestrator])
+    assert table.returncode == 0, table.stderr
+    assert "covers 2/2" in table.stdout and "|  pizza" in table.stdout
+    similar = procs.cli(["similar", "matcher", "--address", orchestrator])
+    assert similar.returncode == 0 and "models like matcher" in similar.stdout and "shuffled" in similar.stdout
+    bad = procs.cli(["task", "cat", "--address", orchestrator])
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "Traceback" not in bad.stderr
+    missing = procs.cli(["similar", "no-such-model", "--address", orchestrator])
+    assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
+
+
 async def test_python_client_errors_keep_their_codes_across_hops(five):
     async with ProbeLogClient(five["orchestrator"].address) as client:
         with pytest.raises(NotFound, match="no-such-model"):

@@ -61,6 +61,26 @@ async def test_text_search_finds_the_right_logits_far_more_often_than_chance(wor
     assert accuracy > 5 * chance, (accuracy, chance)
 
 
+async def test_task_search_finds_the_model_of_a_task_far_more_often_than_chance(world_stub, tiny_world):
+    # Each hub model's first five labels are a task; a hit is a model whose labels hold it all.
+    concepts = truth(tiny_world)
+    correct = 0
+    for _, labels in sorted(concepts.items()):
+        task = labels[:5]
+        response = await world_stub.TaskSearch(
+            search_pb2.TaskSearchRequest(concepts=[search_pb2.TaskConcept(text=c) for c in task], top_k=3)
+        )
+        assert response.n_models_searched == len(concepts)
+        for match in response.models:
+            assert match.coverage == 5
+            assert len({a.logit_index for a in match.assignments}) == 5
+        correct += bool(response.models) and set(task) <= set(concepts[response.models[0].model_id])
+    # Chance is one model in twelve (about 1 of 12 tasks); measured on seed 0: 5 of 12.
+    assert correct >= 3, correct
+    similar = await world_stub.SimilarLogits(search_pb2.SimilarLogitsRequest(model_id="hub-0000", logit_index=0))
+    assert len(similar.hits) == 10 and ("hub-0000", 0) not in {(h.model_id, h.logit_index) for h in similar.hits}
+
+
 def _none_in_top(n: int, relevant: int, k: int) -> float:
     p = 1.0
     for i in range(k):

@@ -1,5 +1,5 @@
 """The request fields several services share, checked at their servicer edges: the identifiers
-clients choose, top_k and page sizes (one default and one limit each)."""
+clients choose, top_k, queries per Rank call and page sizes (one default and one limit each)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ MAX_ID_LENGTH = 256
 #: Hits returned when a request sets no top_k, and the most it may ask for.
 DEFAULT_TOP_K = 10
 MAX_TOP_K = 1000
+#: Most query descriptors in one Rank call (a task's concepts fit in one).
+MAX_RANK_QUERIES = 1024
 #: Models per listing page when a request sets none, and the most it may ask for.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

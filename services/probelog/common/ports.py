@@ -203,8 +203,12 @@ class RankerPort(Protocol):
         one_hit_per_model: bool = False,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        normalized: bool = False,
         timeout: float | None = None,
-    ) -> RankResult: ...
+    ) -> RankResult:
+        """Hits per query. ``queries``: raw descriptors, z-scored by the ranker, or z-scored ones
+        used as they are with ``normalized``."""
+        ...
 
     async def applied_sequence(self, *, timeout: float | None = None) -> int:
         """The lowest store sequence that every part of the ranker has applied."""

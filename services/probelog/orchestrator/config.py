@@ -7,6 +7,8 @@ from probelog.common.settings import Settings
 from probelog.core.distance import DEFAULT_R
 
 PORT = 50051
+#: Candidate logits gathered per concept of a task when neither request nor settings say.
+DEFAULT_TASK_CANDIDATES = 200
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class OrchestratorSettings(Settings):
     max_metadata_entries: int = limits.DEFAULT_MAX_METADATA_ENTRIES
     max_metadata_key_chars: int = limits.DEFAULT_MAX_METADATA_KEY_CHARS
     max_metadata_value_chars: int = limits.DEFAULT_MAX_METADATA_VALUE_CHARS
+    #: N: candidate logits gathered per concept of a TaskSearch (and per logit of a model's
+    #: SimilarLogits) when the request sets no candidate_depth; at most 1,000.
+    task_candidates: int = DEFAULT_TASK_CANDIDATES
 
     @property
     def model_limits(self) -> limits.ModelLimits:

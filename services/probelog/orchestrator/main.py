@@ -31,6 +31,7 @@ async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEng
         k=settings.calibration_k or None,
         default_probe_set=settings.default_probe_set,
         limits=settings.model_limits,
+        task_candidates=settings.task_candidates,
     )
     if settings.probe_set_file:
         await engine.register_probe_set_file(settings.probe_set_file)

@@ -3,6 +3,10 @@
 Index: probe runner -> logits (n_probes x n_logits) -> z-score, top-r, calibration offsets
 against the background set -> store (atomically) -> wait until the ranker applied the change.
 Search: query text or images -> encoder -> raw descriptor -> ranker -> hits.
+TaskSearch: the task's concepts -> encoder -> one batched ranker pass (top-N candidates per
+concept) -> per model, the optimal assignment concept -> distinct logit (:mod:`probelog.core.tasks`).
+SimilarLogits: a stored logit's descriptor (or each of a model's) -> ranker -> hits (or the
+same assignment, the model's logits standing for a task's concepts).
 
 The collaborators are ports (:mod:`probelog.common.ports`): in-process objects in embedded
 mode, gRPC clients otherwise.
@@ -11,6 +15,7 @@ mode, gRPC clients otherwise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from probelog.common.background import Background, calibration_offsets, encode_background, resolve_k
 from probelog.common.errors import (
@@ -27,7 +33,7 @@ from probelog.common.errors import (
     NotFound,
     Unavailable,
 )
-from probelog.common.ids import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K
+from probelog.common.ids import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K, MAX_RANK_QUERIES, MAX_TOP_K
 from probelog.common.limits import ModelLimits
 from probelog.common.ports import (
     Concept,
@@ -35,11 +41,14 @@ from probelog.common.ports import (
     EncoderPort,
     ProbeRunnerPort,
     RankerPort,
+    RankResult,
     iter_models,
 )
 from probelog.common.probe_sets import load_probe_set
 from probelog.core.distance import DEFAULT_R, logit_entries
-from probelog.v1 import probe_runner_pb2, types_pb2
+from probelog.core.tasks import Aggregation, Candidate, ModelMatch, logit_query_descriptor, rank_models
+from probelog.orchestrator.config import DEFAULT_TASK_CANDIDATES
+from probelog.v1 import probe_runner_pb2, search_pb2, types_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +84,58 @@ class SearchResult:
     probe_set_id: str
     n_logits_searched: int
     n_models_searched: int
+    partial: bool
+    encode_us: int
+    rank_us: int
+    total_us: int
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """A validated TaskSearch (the servicer edge builds it; see ``TaskSearchRequest``).
+
+    ``min_coverage`` is resolved (1..len(concepts)); ``depth`` 0 means the engine's default.
+    """
+
+    concepts: tuple[Concept, ...]
+    min_coverage: int
+    top_k: int = DEFAULT_TOP_K
+    depth: int = 0
+    max_score: float | None = None
+    allow_shared: bool = False
+    aggregation: Aggregation = Aggregation.MEAN
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    probe_set: str = ""
+    prompt_templates: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimilarQuery:
+    """A validated SimilarLogits: one logit (``logit_index`` set) or a whole model."""
+
+    model_id: str
+    logit_index: int | None = None
+    top_k: int = DEFAULT_TOP_K
+    min_coverage: int = 1
+    depth: int = 0
+    allow_shared: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    probe_set: str = ""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """Models ranked for a task (or hits for one logit), and what was searched. Times in µs."""
+
+    models: list[search_pb2.TaskMatch]
+    hits: list[types_pb2.Hit]
+    probe_set_id: str
+    depth: int
+    n_logits_searched: int
+    n_models_searched: int
+    n_models_eligible: int
     partial: bool
     encode_us: int
     rank_us: int
@@ -124,6 +185,8 @@ class SearchEngine:
     limits : ModelLimits, optional
         What a model may bring: its logit count is checked once it has been probed (labels and
         metadata at the servicer edge, before).
+    task_candidates : int
+        N, candidate logits per concept of a task when the request sets none.
     """
 
     def __init__(
@@ -138,9 +201,13 @@ class SearchEngine:
         k: int | None = None,
         default_probe_set: str = "",
         limits: ModelLimits | None = None,
+        task_candidates: int = DEFAULT_TASK_CANDIDATES,
     ) -> None:
         k = resolve_k(k, len(background))
         self.limits = limits or ModelLimits()
+        if not 1 <= task_candidates <= MAX_TOP_K:
+            raise ValueError(f"task_candidates must be between 1 and {MAX_TOP_K}, got {task_candidates}")
+        self.task_candidates = task_candidates
         self.runner = runner
         self.encoder = encoder
         self.store = store
@@ -317,6 +384,163 @@ class SearchEngine:
             encode_us=_us(encoded - started),
             rank_us=_us(done - encoded),
             total_us=_us(done - started),
+        )
+
+    # ------------------------------------------------------------------ tasks and similar logits
+
+    async def _candidates(
+        self,
+        ps_id: str,
+        descriptors: npt.NDArray[np.float32],
+        depth: int,
+        include: Sequence[str],
+        exclude: Sequence[str],
+        timeout: float | None,
+        *,
+        normalized: bool = False,
+    ) -> tuple[list[list[types_pb2.Hit]], RankResult]:
+        """Every descriptor's top ``depth`` logits: one ranker pass per MAX_RANK_QUERIES descriptors
+        (one in all for any task), all logits of a model kept (a concept may need any of them)."""
+        hits: list[list[types_pb2.Hit]] = []
+        result: RankResult | None = None
+        partial = False
+        for start in range(0, len(descriptors), MAX_RANK_QUERIES):
+            result = await self.ranker.rank(
+                ps_id, descriptors[start : start + MAX_RANK_QUERIES], depth,
+                include=include, exclude=exclude, normalized=normalized, timeout=timeout,
+            )
+            hits.extend(result.hits)
+            partial |= result.partial
+        if result is None:
+            raise InvalidArgument("nothing to search for")
+        return hits, dataclasses.replace(result, partial=partial)
+
+    async def _assign(
+        self,
+        per_concept: list[list[types_pb2.Hit]],
+        *,
+        top_k: int,
+        min_coverage: int,
+        max_score: float | None,
+        allow_shared: bool,
+        aggregation: Aggregation,
+        exclude: Sequence[str] = (),
+    ) -> tuple[list[search_pb2.TaskMatch], int]:
+        """Per model, the optimal assignment over the candidates; TaskMatch messages, best first."""
+        candidates = [
+            [Candidate(i, h.model_id, h.logit_index, h.score, h.rank) for h in hits]
+            for i, hits in enumerate(per_concept)
+        ]
+        matches, n_eligible = await asyncio.to_thread(
+            rank_models, candidates, top_k=top_k, min_coverage=min_coverage, max_score=max_score,
+            allow_shared=allow_shared, aggregation=aggregation, exclude=exclude,
+        )
+        return [self._task_match(match, rank, per_concept) for rank, match in enumerate(matches, 1)], n_eligible
+
+    @staticmethod
+    def _task_match(match: ModelMatch, rank: int, per_concept: list[list[types_pb2.Hit]]) -> search_pb2.TaskMatch:
+        out = search_pb2.TaskMatch(model_id=match.model_id, score=match.score, coverage=match.coverage, rank=rank)
+        for i, chosen in enumerate(match.candidates):
+            if chosen is None:
+                out.assignments.add(concept_index=i)
+                continue
+            hit = per_concept[i][chosen.rank - 1]
+            out.assignments.add(
+                concept_index=i, covered=True, logit_index=hit.logit_index, label=hit.label,
+                score=hit.score, distance=hit.distance, concept_rank=hit.rank,
+            )
+        return out
+
+    async def task_search(self, query: TaskQuery, *, timeout: float | None = None) -> TaskResult:
+        """Models ranked by how well they cover the whole task (:mod:`probelog.core.tasks`).
+
+        The model score is the mean over the task's concepts of the calibrated score of the
+        logit each is assigned (distinct logits unless shared; an uncovered concept counts as
+        its worst candidate's score), or the aggregation the query names.
+        """
+        started = time.perf_counter()
+        probe_set = await self.resolve_probe_set(query.probe_set)
+        ps_id = probe_set.probe_set_id
+        depth = query.depth or self.task_candidates
+        descriptors = await self.encoder.compute_descriptors(
+            ps_id, list(query.concepts), query.prompt_templates, timeout=timeout
+        )
+        encoded = time.perf_counter()
+        left = None if timeout is None else max(timeout - (encoded - started), 0.001)
+        per_concept, ranked = await self._candidates(ps_id, descriptors, depth, query.include, query.exclude, left)
+        models, n_eligible = await self._assign(
+            per_concept, top_k=query.top_k, min_coverage=query.min_coverage, max_score=query.max_score,
+            allow_shared=query.allow_shared, aggregation=query.aggregation,
+        )
+        done = time.perf_counter()
+        return TaskResult(
+            models=models, hits=[], probe_set_id=ps_id, depth=depth,
+            n_logits_searched=ranked.n_logits_searched, n_models_searched=ranked.n_models_searched,
+            n_models_eligible=n_eligible, partial=ranked.partial,
+            encode_us=_us(encoded - started), rank_us=_us(done - encoded), total_us=_us(done - started),
+        )
+
+    async def similar_logits(self, query: SimilarQuery, *, timeout: float | None = None) -> TaskResult:
+        """Logits (or models) like a stored logit (or model), from the stored descriptors alone.
+
+        Each query logit's descriptor is rebuilt from its stored top-r probes
+        (:func:`probelog.core.tasks.logit_query_descriptor`) and searched like a concept: the
+        truncated distance on each indexed logit's top-r probes, minus that logit's calibration
+        offset. No CLIP is involved. For a whole model its logits are the concepts of a task,
+        the model itself left out.
+        """
+        started = time.perf_counter()
+        probe_set = await self.resolve_probe_set(query.probe_set)
+        ps_id = probe_set.probe_set_id
+        stored = await self.store.get_model(ps_id, query.model_id, include_descriptors=True, timeout=timeout)
+        entries = stored.entries
+        if entries is None:
+            raise FailedPrecondition(f"model {query.model_id!r} has no stored descriptors")
+        if query.logit_index is not None and query.logit_index >= entries.n_logits:
+            raise InvalidArgument(
+                f"model {query.model_id!r} has {entries.n_logits} logits; logit_index {query.logit_index} "
+                "is out of range",
+                field="logit_index",
+            )
+        rows = range(entries.n_logits) if query.logit_index is None else [query.logit_index]
+        descriptors = np.stack(
+            [logit_query_descriptor(entries.top_indices[j], entries.top_values[j], entries.n_probes) for j in rows]
+        )
+        encoded = time.perf_counter()
+        left = None if timeout is None else max(timeout - (encoded - started), 0.001)
+        models: list[search_pb2.TaskMatch] = []
+        hits: list[types_pb2.Hit] = []
+        n_eligible = 0
+        if query.logit_index is None:
+            depth = query.depth or self.task_candidates
+            exclude = (*query.exclude, query.model_id)
+            per_logit, ranked = await self._candidates(
+                ps_id, descriptors, depth, query.include, exclude, left, normalized=True
+            )
+            models, n_eligible = await self._assign(
+                per_logit, top_k=query.top_k, min_coverage=min(query.min_coverage, entries.n_logits),
+                max_score=None, allow_shared=query.allow_shared, aggregation=Aggregation.MEAN,
+            )
+        else:
+            # One more than asked: the query logit itself comes back (first) unless filtered out.
+            depth = min(query.top_k + 1, MAX_TOP_K)
+            per_logit, ranked = await self._candidates(
+                ps_id, descriptors, depth, query.include, query.exclude, left, normalized=True
+            )
+            others = [
+                h for h in per_logit[0] if (h.model_id, h.logit_index) != (query.model_id, query.logit_index)
+            ][: query.top_k]
+            for rank, h in enumerate(others, start=1):
+                hit = types_pb2.Hit()
+                hit.CopyFrom(h)
+                hit.rank = rank
+                hits.append(hit)
+        done = time.perf_counter()
+        return TaskResult(
+            models=models, hits=hits, probe_set_id=ps_id, depth=depth,
+            n_logits_searched=ranked.n_logits_searched, n_models_searched=ranked.n_models_searched,
+            n_models_eligible=n_eligible, partial=ranked.partial,
+            encode_us=_us(encoded - started), rank_us=_us(done - encoded), total_us=_us(done - started),
         )
 
     # ------------------------------------------------------------------ management

@@ -6,16 +6,25 @@ Each request is checked here, once, into the engine's typed request (:class:`Sea
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import grpc
 
 from probelog.common.edge import rpc, time_remaining
 from probelog.common.errors import InvalidArgument
-from probelog.common.ids import check_model_id, check_page_size, check_probe_set_id, check_top_k
+from probelog.common.ids import MAX_TOP_K, check_model_id, check_page_size, check_probe_set_id, check_top_k
 from probelog.common.limits import ModelLimits
 from probelog.common.ports import Concept, ImageQuery
-from probelog.orchestrator.search import IndexRequest, SearchEngine, SearchQuery
+from probelog.core.tasks import Aggregation
+from probelog.orchestrator.search import (
+    IndexRequest,
+    SearchEngine,
+    SearchQuery,
+    SimilarQuery,
+    TaskQuery,
+    TaskResult,
+)
 from probelog.v1 import search_pb2 as pb
 from probelog.v1 import search_pb2_grpc as pb_grpc
 
@@ -52,6 +61,86 @@ def search_query(request: pb.SearchRequest) -> SearchQuery:
         probe_set=probe_set_field(request.probe_set_id),
         prompt_templates=tuple(request.prompt_templates),
     )
+
+
+#: Concepts a task may have.
+MIN_TASK_CONCEPTS, MAX_TASK_CONCEPTS = 2, 1000
+AGGREGATIONS = {
+    pb.TASK_AGGREGATION_UNSPECIFIED: Aggregation.MEAN,
+    pb.TASK_AGGREGATION_MEAN: Aggregation.MEAN,
+    pb.TASK_AGGREGATION_WORST: Aggregation.WORST,
+    pb.TASK_AGGREGATION_MEAN_RANK: Aggregation.MEAN_RANK,
+}
+
+
+def task_concept(concept: pb.TaskConcept, i: int) -> Concept:
+    kind = concept.WhichOneof("concept")
+    if kind == "text":
+        if not concept.text.strip():
+            raise InvalidArgument(f"the text of concept {i} is empty", field=f"concepts[{i}].text")
+        return concept.text
+    if kind == "images":
+        if not concept.images.images:
+            raise InvalidArgument(f"concept {i} has no images", field=f"concepts[{i}].images.images")
+        return ImageQuery(tuple(concept.images.images))
+    raise InvalidArgument(f"concept {i} needs text or images", field=f"concepts[{i}]")
+
+
+def candidate_depth(value: int) -> int:
+    """A request's candidate depth (0: the engine's default)."""
+    if value > MAX_TOP_K:
+        raise InvalidArgument(f"candidate_depth must be at most {MAX_TOP_K}, got {value}", field="candidate_depth")
+    return int(value)
+
+
+def task_query(request: pb.TaskSearchRequest) -> TaskQuery:
+    """The checked form of a TaskSearchRequest."""
+    n = len(request.concepts)
+    if not MIN_TASK_CONCEPTS <= n <= MAX_TASK_CONCEPTS:
+        raise InvalidArgument(
+            f"a task has between {MIN_TASK_CONCEPTS} and {MAX_TASK_CONCEPTS} concepts, got {n}", field="concepts"
+        )
+    if request.min_coverage > n:
+        raise InvalidArgument(
+            f"min_coverage {request.min_coverage} exceeds the task's {n} concepts", field="min_coverage"
+        )
+    max_score = request.max_score if request.HasField("max_score") else None
+    if max_score is not None and not math.isfinite(max_score):
+        raise InvalidArgument("max_score must be finite", field="max_score")
+    if request.aggregation not in AGGREGATIONS:
+        raise InvalidArgument(f"unknown aggregation {request.aggregation}", field="aggregation")
+    return TaskQuery(
+        concepts=tuple(task_concept(c, i) for i, c in enumerate(request.concepts)),
+        min_coverage=request.min_coverage or n,
+        top_k=check_top_k(request.top_k),
+        depth=candidate_depth(request.candidate_depth),
+        max_score=max_score,
+        allow_shared=request.allow_shared_logits,
+        aggregation=AGGREGATIONS[request.aggregation],
+        include=tuple(request.include_model_ids),
+        exclude=tuple(request.exclude_model_ids),
+        probe_set=probe_set_field(request.probe_set_id),
+        prompt_templates=tuple(request.prompt_templates),
+    )
+
+
+def similar_query(request: pb.SimilarLogitsRequest) -> SimilarQuery:
+    """The checked form of a SimilarLogitsRequest."""
+    return SimilarQuery(
+        model_id=check_model_id(request.model_id),
+        logit_index=request.logit_index if request.HasField("logit_index") else None,
+        top_k=check_top_k(request.top_k),
+        min_coverage=request.min_coverage or 1,
+        depth=candidate_depth(request.candidate_depth),
+        allow_shared=request.allow_shared_logits,
+        include=tuple(request.include_model_ids),
+        exclude=tuple(request.exclude_model_ids),
+        probe_set=probe_set_field(request.probe_set_id),
+    )
+
+
+def _timings(result: TaskResult) -> pb.StageTimings:
+    return pb.StageTimings(encode_us=result.encode_us, rank_us=result.rank_us, total_us=result.total_us)
 
 
 def index_request(request: pb.IndexModelRequest, limits: ModelLimits | None = None) -> IndexRequest:
@@ -155,4 +244,37 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
                 pb.SourceModel(model_name=m.name, model_version=m.version, state=m.state, indexed=indexed)
                 for m, indexed in served
             ]
+        )
+
+    @rpc
+    async def TaskSearch(
+        self, request: pb.TaskSearchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TaskSearchResponse:
+        result = await self._engine.task_search(task_query(request), timeout=time_remaining(context, SEARCH_TIMEOUT_S))
+        return pb.TaskSearchResponse(
+            models=result.models,
+            probe_set_id=result.probe_set_id,
+            n_logits_searched=result.n_logits_searched,
+            n_models_searched=result.n_models_searched,
+            n_models_eligible=result.n_models_eligible,
+            timings=_timings(result),
+            partial=result.partial,
+            candidate_depth=result.depth,
+        )
+
+    @rpc
+    async def SimilarLogits(
+        self, request: pb.SimilarLogitsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SimilarLogitsResponse:
+        result = await self._engine.similar_logits(
+            similar_query(request), timeout=time_remaining(context, SEARCH_TIMEOUT_S)
+        )
+        return pb.SimilarLogitsResponse(
+            hits=result.hits,
+            models=result.models,
+            probe_set_id=result.probe_set_id,
+            n_logits_searched=result.n_logits_searched,
+            n_models_searched=result.n_models_searched,
+            timings=_timings(result),
+            partial=result.partial,
         )

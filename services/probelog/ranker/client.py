@@ -33,6 +33,7 @@ class RankerClient:
         one_hit_per_model: bool = False,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        normalized: bool = False,
         timeout: float | None = None,
     ) -> RankResult:
         request = pb.RankRequest(
@@ -43,6 +44,7 @@ class RankerClient:
             one_hit_per_model=one_hit_per_model,
             include_model_ids=list(include),
             exclude_model_ids=list(exclude),
+            normalized=normalized,
         )
         with remote_errors(f"the ranker at {self.address}"):
             response = await self._stub.Rank(request, timeout=timeout)

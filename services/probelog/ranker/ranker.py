@@ -33,6 +33,7 @@ from probelog.common.errors import (
     NotFound,
     ProbeLogError,
 )
+from probelog.common.ids import MAX_RANK_QUERIES
 from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult, iter_models
 from probelog.core import kernels
 from probelog.core.descriptors import zscore
@@ -45,8 +46,6 @@ logger = logging.getLogger(__name__)
 _HASH_SPACE = 1 << 32
 #: How long stop() waits for the change-feed follower to end.
 _STOP_TIMEOUT_S = 2.0
-#: Most query descriptors per Rank call.
-MAX_QUERIES = 1024
 #: Models whose descriptors are fetched from the store at once while loading.
 _LOAD_CONCURRENCY = 16
 #: Dead rows tolerated before compaction (beyond a quarter of the index).
@@ -300,6 +299,15 @@ class Ranker:
 
     # ------------------------------------------------------------------ queries
 
+    @staticmethod
+    async def _zscore(queries: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        try:
+            if queries.size <= _INLINE_ZSCORE_VALUES:
+                return zscore(queries, what="query")
+            return await asyncio.to_thread(zscore, queries, what="query")
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+
     async def rank(
         self,
         probe_set_id: str,
@@ -309,11 +317,12 @@ class Ranker:
         one_hit_per_model: bool = False,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        normalized: bool = False,
         timeout: float | None = None,
     ) -> RankResult:
         queries = np.asarray(queries, dtype=np.float32)
-        if queries.ndim != 2 or not 1 <= len(queries) <= MAX_QUERIES:
-            raise InvalidArgument(f"between 1 and {MAX_QUERIES} query descriptors are required")
+        if queries.ndim != 2 or not 1 <= len(queries) <= MAX_RANK_QUERIES:
+            raise InvalidArgument(f"between 1 and {MAX_RANK_QUERIES} query descriptors are required")
         index = self.indexes.get(probe_set_id)
         if index is None:
             if self._store is None:
@@ -330,13 +339,12 @@ class Ranker:
                 f"query descriptors have {queries.shape[1]} values, probe set {probe_set_id} "
                 f"has {index.n_probes} probes"
             )
-        try:
-            if queries.size <= _INLINE_ZSCORE_VALUES:
-                z = zscore(queries, what="query")
-            else:
-                z = await asyncio.to_thread(zscore, queries, what="query")
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        if normalized:
+            if not np.all(np.isfinite(queries)):
+                raise InvalidArgument("query descriptors have non-finite values")
+            z = queries
+        else:
+            z = await self._zscore(queries)
         if self.batcher is not None:
             search = self.batcher.search(
                 index, z, top_k, one_hit_per_model=one_hit_per_model, include=include, exclude=exclude

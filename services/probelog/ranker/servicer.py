@@ -34,6 +34,7 @@ class RankerServicer(pb_grpc.RankerServiceServicer):
             one_hit_per_model=request.one_hit_per_model,
             include=list(request.include_model_ids),
             exclude=list(request.exclude_model_ids),
+            normalized=request.normalized,
             timeout=time_remaining(context),
         )
         return pb.RankResponse(

@@ -136,6 +136,7 @@ class ShardedRanker:
         one_hit_per_model: bool = False,
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        normalized: bool = False,
         timeout: float | None = None,
     ) -> RankResult:
         timeout = self.default_timeout_s if timeout is None else timeout
@@ -143,7 +144,7 @@ class ShardedRanker:
             asyncio.create_task(
                 client.rank(
                     probe_set_id, queries, top_k, one_hit_per_model=one_hit_per_model,
-                    include=include, exclude=exclude, timeout=timeout,
+                    include=include, exclude=exclude, normalized=normalized, timeout=timeout,
                 )
             )
             for client in self.clients

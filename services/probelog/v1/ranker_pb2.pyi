@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RankRequest(_message.Message):
-    __slots__ = ("probe_set_id", "queries", "top_k", "one_hit_per_model", "include_model_ids", "exclude_model_ids")
+    __slots__ = ("probe_set_id", "queries", "top_k", "one_hit_per_model", "include_model_ids", "exclude_model_ids", "normalized")
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     ONE_HIT_PER_MODEL_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZED_FIELD_NUMBER: _ClassVar[int]
     probe_set_id: str
     queries: _containers.RepeatedCompositeFieldContainer[_types_pb2.Descriptor]
     top_k: int
     one_hit_per_model: bool
     include_model_ids: _containers.RepeatedScalarFieldContainer[str]
     exclude_model_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, probe_set_id: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_types_pb2.Descriptor, _Mapping]]] = ..., top_k: _Optional[int] = ..., one_hit_per_model: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    normalized: bool
+    def __init__(self, probe_set_id: _Optional[str] = ..., queries: _Optional[_Iterable[_Union[_types_pb2.Descriptor, _Mapping]]] = ..., top_k: _Optional[int] = ..., one_hit_per_model: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., normalized: _Optional[bool] = ...) -> None: ...
 
 class RankResponse(_message.Message):
     __slots__ = ("results", "n_logits_searched", "n_models_searched", "partial", "shards_answered", "shards_total")

@@ -1,12 +1,24 @@
 from probelog.v1 import clip_encoder_pb2 as _clip_encoder_pb2
 from probelog.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskAggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_AGGREGATION_UNSPECIFIED: _ClassVar[TaskAggregation]
+    TASK_AGGREGATION_MEAN: _ClassVar[TaskAggregation]
+    TASK_AGGREGATION_WORST: _ClassVar[TaskAggregation]
+    TASK_AGGREGATION_MEAN_RANK: _ClassVar[TaskAggregation]
+TASK_AGGREGATION_UNSPECIFIED: TaskAggregation
+TASK_AGGREGATION_MEAN: TaskAggregation
+TASK_AGGREGATION_WORST: TaskAggregation
+TASK_AGGREGATION_MEAN_RANK: TaskAggregation
 
 class SearchRequest(_message.Message):
     __slots__ = ("text", "images", "top_k", "one_hit_per_model", "include_model_ids", "exclude_model_ids", "probe_set_id", "prompt_templates")
@@ -182,3 +194,129 @@ class ListSourceModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[SourceModel]
     def __init__(self, models: _Optional[_Iterable[_Union[SourceModel, _Mapping]]] = ...) -> None: ...
+
+class TaskConcept(_message.Message):
+    __slots__ = ("text", "images")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    images: _clip_encoder_pb2.ImageSet
+    def __init__(self, text: _Optional[str] = ..., images: _Optional[_Union[_clip_encoder_pb2.ImageSet, _Mapping]] = ...) -> None: ...
+
+class TaskSearchRequest(_message.Message):
+    __slots__ = ("concepts", "top_k", "min_coverage", "allow_shared_logits", "include_model_ids", "exclude_model_ids", "probe_set_id", "prompt_templates", "candidate_depth", "max_score", "aggregation")
+    CONCEPTS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SHARED_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_SCORE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    concepts: _containers.RepeatedCompositeFieldContainer[TaskConcept]
+    top_k: int
+    min_coverage: int
+    allow_shared_logits: bool
+    include_model_ids: _containers.RepeatedScalarFieldContainer[str]
+    exclude_model_ids: _containers.RepeatedScalarFieldContainer[str]
+    probe_set_id: str
+    prompt_templates: _containers.RepeatedScalarFieldContainer[str]
+    candidate_depth: int
+    max_score: float
+    aggregation: TaskAggregation
+    def __init__(self, concepts: _Optional[_Iterable[_Union[TaskConcept, _Mapping]]] = ..., top_k: _Optional[int] = ..., min_coverage: _Optional[int] = ..., allow_shared_logits: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., probe_set_id: _Optional[str] = ..., prompt_templates: _Optional[_Iterable[str]] = ..., candidate_depth: _Optional[int] = ..., max_score: _Optional[float] = ..., aggregation: _Optional[_Union[TaskAggregation, str]] = ...) -> None: ...
+
+class ConceptAssignment(_message.Message):
+    __slots__ = ("concept_index", "covered", "logit_index", "label", "score", "distance", "concept_rank")
+    CONCEPT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    CONCEPT_RANK_FIELD_NUMBER: _ClassVar[int]
+    concept_index: int
+    covered: bool
+    logit_index: int
+    label: str
+    score: float
+    distance: float
+    concept_rank: int
+    def __init__(self, concept_index: _Optional[int] = ..., covered: _Optional[bool] = ..., logit_index: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., concept_rank: _Optional[int] = ...) -> None: ...
+
+class TaskMatch(_message.Message):
+    __slots__ = ("model_id", "score", "coverage", "rank", "assignments")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    score: float
+    coverage: int
+    rank: int
+    assignments: _containers.RepeatedCompositeFieldContainer[ConceptAssignment]
+    def __init__(self, model_id: _Optional[str] = ..., score: _Optional[float] = ..., coverage: _Optional[int] = ..., rank: _Optional[int] = ..., assignments: _Optional[_Iterable[_Union[ConceptAssignment, _Mapping]]] = ...) -> None: ...
+
+class TaskSearchResponse(_message.Message):
+    __slots__ = ("models", "probe_set_id", "n_logits_searched", "n_models_searched", "n_models_eligible", "timings", "partial", "candidate_depth")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    N_LOGITS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    N_MODELS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    N_MODELS_ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[TaskMatch]
+    probe_set_id: str
+    n_logits_searched: int
+    n_models_searched: int
+    n_models_eligible: int
+    timings: StageTimings
+    partial: bool
+    candidate_depth: int
+    def __init__(self, models: _Optional[_Iterable[_Union[TaskMatch, _Mapping]]] = ..., probe_set_id: _Optional[str] = ..., n_logits_searched: _Optional[int] = ..., n_models_searched: _Optional[int] = ..., n_models_eligible: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., partial: _Optional[bool] = ..., candidate_depth: _Optional[int] = ...) -> None: ...
+
+class SimilarLogitsRequest(_message.Message):
+    __slots__ = ("model_id", "logit_index", "top_k", "include_model_ids", "exclude_model_ids", "probe_set_id", "min_coverage", "allow_shared_logits", "candidate_depth")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SHARED_LOGITS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    logit_index: int
+    top_k: int
+    include_model_ids: _containers.RepeatedScalarFieldContainer[str]
+    exclude_model_ids: _containers.RepeatedScalarFieldContainer[str]
+    probe_set_id: str
+    min_coverage: int
+    allow_shared_logits: bool
+    candidate_depth: int
+    def __init__(self, model_id: _Optional[str] = ..., logit_index: _Optional[int] = ..., top_k: _Optional[int] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., probe_set_id: _Optional[str] = ..., min_coverage: _Optional[int] = ..., allow_shared_logits: _Optional[bool] = ..., candidate_depth: _Optional[int] = ...) -> None: ...
+
+class SimilarLogitsResponse(_message.Message):
+    __slots__ = ("hits", "models", "probe_set_id", "n_logits_searched", "n_models_searched", "timings", "partial")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    N_LOGITS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    N_MODELS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[_types_pb2.Hit]
+    models: _containers.RepeatedCompositeFieldContainer[TaskMatch]
+    probe_set_id: str
+    n_logits_searched: int
+    n_models_searched: int
+    timings: StageTimings
+    partial: bool
+    def __init__(self, hits: _Optional[_Iterable[_Union[_types_pb2.Hit, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[TaskMatch, _Mapping]]] = ..., probe_set_id: _Optional[str] = ..., n_logits_searched: _Optional[int] = ..., n_models_searched: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., partial: _Optional[bool] = ...) -> None: ...

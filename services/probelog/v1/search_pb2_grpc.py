@@ -71,6 +71,16 @@ class SearchServiceStub:
                 request_serializer=probelog_dot_v1_dot_search__pb2.ListSourceModelsRequest.SerializeToString,
                 response_deserializer=probelog_dot_v1_dot_search__pb2.ListSourceModelsResponse.FromString,
                 _registered_method=True)
+        self.TaskSearch = channel.unary_unary(
+                '/probelog.v1.SearchService/TaskSearch',
+                request_serializer=probelog_dot_v1_dot_search__pb2.TaskSearchRequest.SerializeToString,
+                response_deserializer=probelog_dot_v1_dot_search__pb2.TaskSearchResponse.FromString,
+                _registered_method=True)
+        self.SimilarLogits = channel.unary_unary(
+                '/probelog.v1.SearchService/SimilarLogits',
+                request_serializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsRequest.SerializeToString,
+                response_deserializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -123,6 +133,21 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TaskSearch(self, request, context):
+        """Models that cover a whole task of concepts, each concept through a distinct logit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SimilarLogits(self, request, context):
+        """Logits (or models) that recognise what an indexed logit (or model) recognises, from the
+        stored descriptors alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +185,16 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.ListSourceModels,
                     request_deserializer=probelog_dot_v1_dot_search__pb2.ListSourceModelsRequest.FromString,
                     response_serializer=probelog_dot_v1_dot_search__pb2.ListSourceModelsResponse.SerializeToString,
+            ),
+            'TaskSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskSearch,
+                    request_deserializer=probelog_dot_v1_dot_search__pb2.TaskSearchRequest.FromString,
+                    response_serializer=probelog_dot_v1_dot_search__pb2.TaskSearchResponse.SerializeToString,
+            ),
+            'SimilarLogits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimilarLogits,
+                    request_deserializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsRequest.FromString,
+                    response_serializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +388,60 @@ class SearchService:
             '/probelog.v1.SearchService/ListSourceModels',
             probelog_dot_v1_dot_search__pb2.ListSourceModelsRequest.SerializeToString,
             probelog_dot_v1_dot_search__pb2.ListSourceModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/probelog.v1.SearchService/TaskSearch',
+            probelog_dot_v1_dot_search__pb2.TaskSearchRequest.SerializeToString,
+            probelog_dot_v1_dot_search__pb2.TaskSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimilarLogits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/probelog.v1.SearchService/SimilarLogits',
+            probelog_dot_v1_dot_search__pb2.SimilarLogitsRequest.SerializeToString,
+            probelog_dot_v1_dot_search__pb2.SimilarLogitsResponse.FromString,
             options,
             channel_credentials,
             insecure,
