@@ -812,7 +812,8 @@ DEVIATIONS = (
     "not ImageNet-21k photographs: no natural-image dataset or pretrained weights can be fetched where the "
     "project is built.",
     "The CLIPs and foundations are small models trained on the world itself (minutes to an hour on two CPU "
-    "cores), not released CLIP ViT-B/32 and ConvNeXt checkpoints.",
+    "cores), not released CLIP ViT-B/32 and ConvNeXt checkpoints; both CLIP towers are ModifiedResNets "
+    "(two seeds), since a ViT-tower CLIP did not become competent within the budget.",
     "Coarse-label models of the 'shape' kind have 8 classes, fewer than App. E's 15: that kind has only 8 "
     "concepts.",
     "A share of the foundation models are linear heads on the frozen backbone rather than fine-tuned, as real "

@@ -57,9 +57,10 @@ DEFAULT_PROBE_SET = "scenes"
 #: The directory of data files carried by this package (the demo's CLIP checkpoint).
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
-#: The world's two CLIP architectures, in open_clip's config vocabulary (see
+#: Two CLIP architectures, in open_clip's config vocabulary (see
 #: :class:`probelog_world.clip.ClipArchitecture`): a ModifiedResNet image tower (the RN50
-#: family) and a ViT one, as the paper's hub holds CLIP towers of both kinds.
+#: family), which every scale trains, and a ViT one, which learns too slowly on two cores to
+#: give a competent tower within the bench's budget (tests still build and export it).
 CLIP_RN: dict[str, Any] = {}
 CLIP_VIT: dict[str, Any] = {"layers": 4, "width": 128, "head_width": 32, "patch_size": 8, "mlp_ratio": 2.0}
 
@@ -79,8 +80,10 @@ class ClipStage:
     lr : float
         Peak learning rate.
     carried : str
-        A checkpoint file in this package's ``data/`` to use instead of training (its open_clip
-        config beside it, same stem, ``.json``).
+        A checkpoint file in this package's ``data/`` to use instead of training.
+    seed : int
+        Added to the world's seed for this CLIP's training (two CLIPs of one architecture differ
+        by it).
     """
 
     name: str
@@ -89,6 +92,7 @@ class ClipStage:
     batch_size: int = 256
     lr: float = 2e-3
     carried: str = ""
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -214,9 +218,11 @@ SCALES: dict[str, Scale] = {
     # For the quality report: the scale of the paper's experiments, about 2.5 hours on 2 cores.
     "bench": Scale(
         name="bench",
+        # Two CLIPs of one architecture and two seeds: a ViT-tower CLIP trained for 1,200 steps
+        # reached only 26.8% with a linear probe, far below the towers' floor.
         clips=(
             ClipStage("clip-rn", CLIP_RN, steps=3000, batch_size=256),
-            ClipStage("clip-vit", CLIP_VIT, steps=1200, batch_size=256),
+            ClipStage("clip-rn-s1", CLIP_RN, steps=3000, batch_size=256, seed=1),
         ),
         probes={"scenes": 4000, "objects": 4000, "noise": 4000, "shifted": 4000},
         eval_per_concept=25,
@@ -228,7 +234,7 @@ SCALES: dict[str, Scale] = {
         check_per_concept=5,
         train_per_concept=60,
         n_models=300,
-        foundation_weights={"clip-rn": 4.0, "clip-vit": 2.0, "cnn-s": 1.5, "resnet-s": 1.5},
+        foundation_weights={"clip-rn": 3.0, "clip-rn-s1": 3.0, "cnn-s": 1.5, "resnet-s": 1.5},
         images_per_class=(30, 60),
         test_per_concept=10,
     ),
@@ -510,7 +516,7 @@ class _Builder:
                     self.concepts,
                     arch,
                     training,
-                    self.seed,
+                    self.seed + stage.seed,
                     (eval_images, eval_labels),
                     (scenes, contents),
                     progress=self.progress,
