@@ -157,6 +157,19 @@ def _index(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
+def _print_hits(hits: Sequence[Any], truth: dict[str, list[str]]) -> None:
+    """One line per hit: rank, model, logit, score, distance, label, and the ground truth if given."""
+    for hit in hits:
+        line = (
+            f"{hit.rank:>4}  {hit.model_id:<24} {hit.logit_index:>5}  {hit.score:>8.3f}  "
+            f"{hit.distance:>8.3f}  {hit.label or '-'}"
+        )
+        if truth:
+            concepts = truth.get(hit.model_id, [])
+            line += "  |  " + (concepts[hit.logit_index] if hit.logit_index < len(concepts) else "?")
+        print(line)
+
+
 def _load_truth(path: str) -> dict[str, list[str]]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     models = data.get("models", data)
@@ -194,15 +207,7 @@ def _search(args: argparse.Namespace) -> int:
         if truth:
             header += "  |  ground truth (evaluation only)"
         print(header)
-        for hit in response.hits:
-            line = (
-                f"{hit.rank:>4}  {hit.model_id:<24} {hit.logit_index:>5}  {hit.score:>8.3f}  "
-                f"{hit.distance:>8.3f}  {hit.label or '-'}"
-            )
-            if truth:
-                concepts = truth.get(hit.model_id, [])
-                line += "  |  " + (concepts[hit.logit_index] if hit.logit_index < len(concepts) else "?")
-            print(line)
+        _print_hits(response.hits, truth)
         return 0
 
     return _run_client(args, action)
@@ -287,15 +292,7 @@ def _similar(args: argparse.Namespace) -> int:
             _print_matches(response.models, names, truth)
             return 0
         print(f"logits like {args.model_id}[{args.logit}] ({response.timings.total_us / 1000:.1f} ms):")
-        for hit in response.hits:
-            line = (
-                f"{hit.rank:>4}  {hit.model_id:<24} {hit.logit_index:>5}  {hit.score:>8.3f}  "
-                f"{hit.distance:>8.3f}  {hit.label or '-'}"
-            )
-            if truth:
-                concepts = truth.get(hit.model_id, [])
-                line += "  |  " + (concepts[hit.logit_index] if hit.logit_index < len(concepts) else "?")
-            print(line)
+        _print_hits(response.hits, truth)
         return 0
 
     return _run_client(args, action)
