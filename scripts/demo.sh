@@ -14,7 +14,8 @@ RUN=$(mktemp -d)
 PROBELOG=.venv/bin/probelog
 
 ./scripts/setup.sh
-"$PROBELOG" world build --scale "$SCALE" --seed 0 --out "$WORLD"
+# A world cached by an older checkout is rebuilt rather than refused.
+"$PROBELOG" world build --scale "$SCALE" --seed 0 --out "$WORLD" --replace
 
 echo "[demo] starting the embedded server (all five services in one process)" >&2
 "$PROBELOG" serve --embedded --world "$WORLD" --store-url "file://$STORE" \

@@ -280,21 +280,32 @@ def is_complete(out: Path, scale: str | Scale | None = None, seed: int | None = 
 def cached_world(scale: str = "tiny", seed: int = 0, progress: bool = False) -> Path:
     """The world of this scale and seed in the default data directory, built on first use.
 
-    For test fixtures and the demo: the first call builds (tiny: a few minutes on two cores),
-    later calls return at once. A cached world left by another version of this code is deleted
-    and rebuilt.
+    For test fixtures: the first call builds (tiny: a few minutes on two cores), later calls
+    return at once. A cached world left by another version of this code is deleted and rebuilt.
     """
     out = default_world_dir(scale, seed)
+    remove_stale(out, SCALES[scale], seed)
+    return build_world(out, scale=scale, seed=seed, progress=progress)
+
+
+def remove_stale(out: Path, scale: Scale, seed: int) -> bool:
+    """Delete ``out`` if it holds a world (finished or not) built with other parameters.
+
+    Returns
+    -------
+    bool
+        Whether it was deleted.
+    """
     claim = out / "work" / "build.json"
     stale = (
         not is_complete(out, scale, seed)
         and claim.is_file()
-        and json.loads(claim.read_text()) != _build_params(SCALES[scale], seed)
+        and json.loads(claim.read_text()) != _build_params(scale, seed)
     )
     if stale:
-        logger.info("replacing a world built by another version in %s", out)
+        logger.info("replacing a world built by another version or with other parameters in %s", out)
         shutil.rmtree(out)
-    return build_world(out, scale=scale, seed=seed, progress=progress)
+    return stale
 
 
 def build_world(

@@ -57,6 +57,10 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         help="output directory (default: <data dir>/world-<scale>-seed<seed>, where the data "
         "dir is $PROBELOG_DATA_DIR or <repo>/.data)",
     )
+    build.add_argument(
+        "--replace", action="store_true",
+        help="delete OUT first if it holds a world built by another version or with other parameters",
+    )
     build.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     build.add_argument("--no-progress", action="store_true", help="no progress bars")
     build.set_defaults(func=_build)
@@ -84,10 +88,17 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from probelog_world.build import build_world, default_world_dir
+    from probelog_world.build import SCALES, build_world, default_world_dir, remove_stale
+    from probelog_world.hub import FoundationTooWeakError
 
     out = args.out or default_world_dir(args.scale, args.seed)
-    build_world(out, scale=args.scale, seed=args.seed, progress=not args.no_progress, threads=args.threads)
+    if args.replace:
+        remove_stale(out, SCALES[args.scale], args.seed)
+    try:
+        build_world(out, scale=args.scale, seed=args.seed, progress=not args.no_progress, threads=args.threads)
+    except (ValueError, FoundationTooWeakError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     _print_summary(out)
     return 0
 

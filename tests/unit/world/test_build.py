@@ -136,3 +136,22 @@ def test_scales_follow_their_budgets() -> None:
     assert SCALES["demo"].clips[0].carried and SCALES["demo"].measure_search
     for scale in SCALES.values():
         assert set(scale.foundation_weights) == set(scale.foundations)
+
+
+def test_cli_refuses_another_world_in_one_line(micro_world: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from probelog_world.cli import main
+
+    assert main(["build", "--scale", "tiny", "--out", str(micro_world), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "built with" in err and "Traceback" not in err
+    assert is_complete(micro_world, MICRO, 5)
+
+
+def test_remove_stale_deletes_only_a_world_of_other_parameters(micro_world: Path, tmp_path: Path) -> None:
+    from probelog_world.build import remove_stale
+
+    assert not remove_stale(micro_world, MICRO, 5) and micro_world.is_dir()
+    other = tmp_path / "other"
+    (other / "work").mkdir(parents=True)
+    (other / "work" / "build.json").write_text(json.dumps({"scale": "micro", "version": "0"}))
+    assert remove_stale(other, MICRO, 5) and not other.exists()
