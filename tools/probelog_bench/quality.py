@@ -44,7 +44,7 @@ from probelog.common.world_layout import WorldLayout
 from probelog.core import baselines, metrics
 from probelog.core.descriptors import image_set_descriptor, normalize_embeddings, zscore
 from probelog.core.distance import entry_distances, logit_entries
-from probelog_world.evaluate import WorldClip, calibrated, run_hub
+from probelog_world.evaluate import Hub, WorldClip, calibrated, load_hub, run_hub
 
 logger = logging.getLogger(__name__)
 
@@ -74,50 +74,6 @@ METHODS = ("CLIP-Dissect (WPMI)", "CLIP-Dissect (SoftWPMI)", "All probes + anti-
 
 # ---------------------------------------------------------------------------------------------
 # The hub as evaluation sees it
-
-
-@dataclass
-class Hub:
-    """A built world's hub, with its ground truth (for scoring only)."""
-
-    world: Path
-    model_names: list[str]
-    logit_model: npt.NDArray[np.int64]  # (n_logits,)
-    logit_concept: list[str]
-    query_names: list[str]  # distinct concepts recognised by some logit, sorted
-    logit_query: npt.NDArray[np.int64]  # (n_logits,) index into query_names
-    truth: dict[str, Any]
-
-    @property
-    def n_logits(self) -> int:
-        return len(self.logit_concept)
-
-    def relevant(self, queries: Sequence[int] | npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.bool_]:
-        """(n_logits, n_queries): logit l answers query q when it recognises that concept."""
-        cols = np.arange(len(self.query_names)) if queries is None else np.asarray(queries)
-        return self.logit_query[:, None] == cols[None, :]
-
-
-def load_hub(world: Path) -> Hub:
-    layout = WorldLayout.at(world)
-    truth = layout.models_truth()
-    names = sorted(truth)
-    logit_model, logit_concept = [], []
-    for m, name in enumerate(names):
-        for concept in truth[name]["concepts"]:
-            logit_model.append(m)
-            logit_concept.append(concept)
-    queries = sorted(set(logit_concept))
-    index = {q: i for i, q in enumerate(queries)}
-    return Hub(
-        world=layout.root,
-        model_names=names,
-        logit_model=np.asarray(logit_model, dtype=np.int64),
-        logit_concept=logit_concept,
-        query_names=queries,
-        logit_query=np.asarray([index[c] for c in logit_concept], dtype=np.int64),
-        truth=truth,
-    )
 
 
 def split_queries(n_queries: int, seed: int = SPLIT_SEED) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

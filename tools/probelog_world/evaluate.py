@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,51 @@ def calibrated(entries: LogitEntries, concepts_z: F32, background_z: F32, ks: It
     return {k: d - to_background[:, :k].mean(axis=1, keepdims=True) for k in ks}
 
 
+@dataclass
+class Hub:
+    """A built world's hub, with its ground truth (for scoring only)."""
+
+    world: Path
+    model_names: list[str]
+    logit_model: npt.NDArray[np.int64]  # (n_logits,)
+    logit_concept: list[str]
+    query_names: list[str]  # distinct concepts recognised by some logit, sorted
+    logit_query: npt.NDArray[np.int64]  # (n_logits,) index into query_names
+    truth: dict[str, Any]
+
+    @property
+    def n_logits(self) -> int:
+        return len(self.logit_concept)
+
+    def relevant(self, queries: Sequence[int] | npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.bool_]:
+        """(n_logits, n_queries): logit l answers query q when it recognises that concept."""
+        cols = np.arange(len(self.query_names)) if queries is None else np.asarray(queries)
+        return self.logit_query[:, None] == cols[None, :]
+
+
+def load_hub(world: Path) -> Hub:
+    """A world's hub in sorted model order, its logits' concepts and the distinct query concepts."""
+    layout = WorldLayout.at(world)
+    truth = layout.models_truth()
+    names = sorted(truth)
+    logit_model, logit_concept = [], []
+    for m, name in enumerate(names):
+        for concept in truth[name]["concepts"]:
+            logit_model.append(m)
+            logit_concept.append(concept)
+    queries = sorted(set(logit_concept))
+    index = {q: i for i, q in enumerate(queries)}
+    return Hub(
+        world=layout.root,
+        model_names=names,
+        logit_model=np.asarray(logit_model, dtype=np.int64),
+        logit_concept=logit_concept,
+        query_names=queries,
+        logit_query=np.asarray([index[c] for c in logit_concept], dtype=np.int64),
+        truth=truth,
+    )
+
+
 def measure_probelog(layout: WorldLayout, r: int = DEFAULT_R, k: int = DEFAULT_CALIBRATION_K) -> dict[str, Any]:
     """ProbeLog's text-to-logit top-1 and top-5 over every concept of a world's hub.
 
@@ -108,28 +154,22 @@ def measure_probelog(layout: WorldLayout, r: int = DEFAULT_R, k: int = DEFAULT_C
     """
     from probelog.common.probe_sets import load_probe_set
 
-    truth = layout.models_truth()
-    names = sorted(truth)
-    logit_concept = [c for m in names for c in truth[m]["concepts"]]
-    queries = sorted(set(logit_concept))
-    index = {q: i for i, q in enumerate(queries)}
-    logit_query = np.asarray([index[c] for c in logit_concept], dtype=np.int64)
+    hub = load_hub(layout.root)
     probes = load_probe_set(layout.probe_set("scenes")).images
-    logits = np.concatenate(list(run_hub(layout, names, probes)), axis=0)
+    logits = np.concatenate(list(run_hub(layout, hub.model_names, probes)), axis=0)
     clip = WorldClip.load(layout)
     probe_emb = clip.images(probes)
     background = [n for n in layout.background.read_text().splitlines() if n.strip()]
     k = min(k, len(background))
-    query_z = zscore(np.asarray(clip.text(queries) @ probe_emb.T, dtype=np.float32))
+    query_z = zscore(np.asarray(clip.text(hub.query_names) @ probe_emb.T, dtype=np.float32))
     background_z = zscore(np.asarray(clip.text(background) @ probe_emb.T, dtype=np.float32))
     D = calibrated(logit_entries(logits, r), query_z, background_z, [k])[k]
-    relevant = logit_query[:, None] == np.arange(len(queries))[None, :]
-    acc = metrics.retrieval_top_k_accuracy(D, relevant, (1, 5))
+    acc = metrics.retrieval_top_k_accuracy(D, hub.relevant(), (1, 5))
     return {
         "top1": round(float(acc[1]), 4),
         "top5": round(float(acc[5]), 4),
-        "n_queries": len(queries),
-        "n_logits": len(logit_concept),
+        "n_queries": len(hub.query_names),
+        "n_logits": hub.n_logits,
         "n_probes": len(probes),
         "r": r,
         "k": k,
