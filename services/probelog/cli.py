@@ -29,7 +29,7 @@ from typing import Any
 from probelog.common.edge import status_code
 from probelog.common.errors import ProbeLogError
 from probelog.common.ids import DEFAULT_TOP_K
-from probelog.common.runtime import configure_logging
+from probelog.common.logs import configure_logging
 from probelog.common.settings import Settings, flat_fields, separator, split
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -87,10 +87,10 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["listen_address"] = f"{host}:{args.port if args.port is not None else DEFAULT_PORTS[service]}"
     try:
         settings = settings_cls.from_env(overrides)
+        configure_logging(settings.log_level, settings.log_format)
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
     try:
         asyncio.run(serve(settings, ready_file=args.ready_file or ""))
     except ProbeLogError as exc:

@@ -144,4 +144,5 @@ async def serve(settings: EmbeddedSettings, ready_file: str = "") -> None:
     if not settings.listen_address:  # loopback unless told otherwise (it may run without keys)
         settings = dataclasses.replace(settings, listen_address=f"127.0.0.1:{PORT}")
     embedded = await build(settings)
-    await run(embedded.servicers, settings, PORT, cleanup=embedded.close, ready_file=ready_file)
+    checks = [check for part in embedded.parts for check in part.checks]
+    await run(embedded.servicers, settings, PORT, cleanup=embedded.close, ready_file=ready_file, checks=checks)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import re
 import shutil
@@ -1018,3 +1019,57 @@ def test_values_schema_describes_every_key() -> None:
         values = yaml.safe_load(values_file.read_text())
         missing = list(_schema_paths(schema, schema["definitions"], values, ""))
         assert not missing, f"{values_file.name}: not in values.schema.json: {missing}"
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics, logs and monitoring objects
+
+
+def test_every_grpc_pod_serves_metrics_and_logs_json(default_docs: list[dict[str, Any]]) -> None:
+    for name in GRPC_SERVICES:
+        for workload in of_component(default_docs, name):
+            env = container_env(default_docs, workload)
+            assert env["PROBELOG_METRICS_LISTEN_ADDRESS"] == "[::]:9464"
+            assert env["PROBELOG_LOG_FORMAT"] == "json"
+            ports = {p["name"]: p["containerPort"] for p in pod_spec(workload)["containers"][0]["ports"]}
+            assert ports["metrics"] == 9464
+            annotations = workload["spec"]["template"]["metadata"]["annotations"]
+            assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "9464"
+    for service in of_kind(default_docs, "Service"):
+        if component(service) in GRPC_SERVICES:
+            assert {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"} in service["spec"]["ports"]
+    # No monitoring objects unless asked for (their CRDs may be absent).
+    assert not of_kind(default_docs, "ServiceMonitor")
+
+
+def test_service_monitor_dashboard_and_scrape_rule_when_asked() -> None:
+    prometheus = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    docs = render("rel", (
+        "--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.labels.release=kps",
+        "--set", "metrics.grafanaDashboard.enabled=true",
+        "--set-json", f"metrics.networkPolicyFrom=[{json.dumps(prometheus)}]",
+    ))
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    selected = [s for s in of_kind(docs, "Service") if selects(monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])
+                and component(s) in monitor["spec"]["selector"]["matchExpressions"][0]["values"]]
+    assert {component(s) for s in selected} == set(GRPC_SERVICES)
+    (dashboard,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = json.loads(dashboard["data"]["probelog.json"])
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    assert "probelog_rpc_total" in exprs and "probelog_rpc_duration_seconds_bucket" in exprs
+    for name in GRPC_SERVICES:
+        policy = named(docs, "NetworkPolicy", f"rel-probelog-{name}")
+        scrape = [r for r in policy["spec"]["ingress"] if r["ports"] == [{"port": 9464, "protocol": "TCP"}]]
+        assert scrape == [{"ports": [{"port": 9464, "protocol": "TCP"}], "from": [prometheus]}], name
+
+
+def test_metrics_off_leaves_no_port_annotation_or_env() -> None:
+    docs = render("rel", ("--set", "metrics.enabled=false", "--set", "logFormat=text"))
+    for workload in workloads(docs):
+        if component(workload) in GRPC_SERVICES:
+            assert "PROBELOG_METRICS_LISTEN_ADDRESS" not in container_env(docs, workload)
+            assert container_env(docs, workload)["PROBELOG_LOG_FORMAT"] == "text"
+            assert "prometheus.io/scrape" not in workload["spec"]["template"]["metadata"]["annotations"]

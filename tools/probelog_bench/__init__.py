@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from probelog.common.runtime import configure_logging
+    from probelog.common.logs import configure_logging
     from probelog_bench.quality import run_quality
 
     configure_logging("INFO")

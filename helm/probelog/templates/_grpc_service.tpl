@@ -77,6 +77,11 @@ spec:
         {{- end }}
       annotations:
         checksum/config: {{ .configChecksum }}
+        {{- if and $root.Values.metrics.enabled $root.Values.metrics.scrapeAnnotations }}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $root.Values.metrics.port | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
         {{- with $v.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -106,6 +111,11 @@ spec:
             {{- if $servesTls }}
             - name: grpc-health
               containerPort: {{ $tls.healthPort }}
+              protocol: TCP
+            {{- end }}
+            {{- if $root.Values.metrics.enabled }}
+            - name: metrics
+              containerPort: {{ $root.Values.metrics.port }}
               protocol: TCP
             {{- end }}
           envFrom:
@@ -243,6 +253,13 @@ spec:
       targetPort: grpc
       protocol: TCP
       appProtocol: grpc
+    {{- if .root.Values.metrics.enabled }}
+    - name: metrics
+      port: {{ .root.Values.metrics.port }}
+      targetPort: metrics
+      protocol: TCP
+      appProtocol: http
+    {{- end }}
 {{- end -}}
 
 {{/* PodDisruptionBudget for one workload. Extra param: selector labels via `selector`. */}}
@@ -343,6 +360,13 @@ spec:
               {{- include "probelog.selectorLabels" (dict "root" $ctx.root "component" .) | nindent 14 }}
         {{- end }}
       {{- end }}
+    {{- if and .metrics .root.Values.metrics.enabled .root.Values.metrics.networkPolicyFrom }}
+    - ports:
+        - port: {{ .root.Values.metrics.port }}
+          protocol: TCP
+      from:
+        {{- toYaml .root.Values.metrics.networkPolicyFrom | nindent 8 }}
+    {{- end }}
     {{- with .extraIngress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}

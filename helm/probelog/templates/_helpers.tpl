@@ -219,6 +219,10 @@ Params: root, component, port.
 {{- $tls := .root.Values.tls -}}
 PROBELOG_LISTEN_ADDRESS: {{ printf "[::]:%d" (int .port) | quote }}
 PROBELOG_LOG_LEVEL: {{ .root.Values.logLevel | quote }}
+PROBELOG_LOG_FORMAT: {{ .root.Values.logFormat | quote }}
+{{- if .root.Values.metrics.enabled }}
+PROBELOG_METRICS_LISTEN_ADDRESS: {{ printf "[::]:%d" (int .root.Values.metrics.port) | quote }}
+{{- end }}
 {{- if and (eq .component "orchestrator") $tls.enabled }}
 PROBELOG_TLS_CERT_FILE: {{ printf "%s/tls.crt" (include "probelog.tlsDir" .) | quote }}
 PROBELOG_TLS_KEY_FILE: {{ printf "%s/tls.key" (include "probelog.tlsDir" .) | quote }}

@@ -37,4 +37,4 @@ async def build(settings: EncoderSettings, peers: Peers) -> Built[ClipEncoder]:
 async def serve(settings: EncoderSettings, ready_file: str = "") -> None:
     store = DescriptorStoreClient(create_channel(settings.store_address, settings.client_tls), settings.store_address)
     built = await build(settings, Peers(store=store, closers=[store.close]))
-    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file)
+    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file, checks=built.checks)

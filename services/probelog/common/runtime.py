@@ -1,28 +1,22 @@
-"""Running a composed service: serve, report readiness, drain on SIGTERM, clean up."""
+"""Running a composed service: serve, report health as its backends are, drain on SIGTERM,
+clean up; metrics and an access log for every call."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from probelog.common.auth import ApiKeyInterceptor, ApiKeys, is_loopback
 from probelog.common.errors import FailedPrecondition
 from probelog.common.files import atomic_write_bytes
+from probelog.common.health import HealthCheck, HealthWatcher
+from probelog.common.observe import CallObserver, MetricsEndpoint
 from probelog.common.server import GrpcServer, Servicer, create_server
 from probelog.common.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def auth_interceptors(settings: Settings, address: str) -> list[ApiKeyInterceptor]:
@@ -50,27 +44,46 @@ async def run(
     *,
     cleanup: Callable[[], Awaitable[None]] | None = None,
     ready_file: str = "",
+    checks: Sequence[HealthCheck] = (),
 ) -> None:
     """Serve ``servicers`` until SIGTERM/SIGINT, then drain and run ``cleanup``.
 
-    ``ready_file``, when given, receives the bound port once the server reports SERVING; tests
-    and scripts that start servers on port 0 read it.
+    The server reports SERVING while every one of ``checks`` passes (checked every
+    ``settings.health_interval_s``), NOT_SERVING otherwise. ``ready_file``, when given, receives
+    the bound port once the first round of checks has set the health; tests and scripts that
+    start servers on port 0 read it. With ``settings.metrics_listen_address``, Prometheus
+    metrics are served there.
     """
     server: GrpcServer | None = None
+    watcher: HealthWatcher | None = None
+    metrics: MetricsEndpoint | None = None
     try:
         address = settings.address(default_port)
+        if settings.metrics_listen_address:
+            try:
+                metrics = MetricsEndpoint(settings.metrics_listen_address)
+            except (OSError, ValueError) as exc:
+                raise FailedPrecondition(f"cannot serve metrics on {settings.metrics_listen_address}: {exc}") from None
+            logger.info("metrics on http://%s/metrics", settings.metrics_listen_address)
         server = await create_server(
             servicers,
             address,
             tls=settings.server_tls,
             health_address=settings.health_listen_address,
-            interceptors=auth_interceptors(settings, address),
+            interceptors=[CallObserver(), *auth_interceptors(settings, address)],
         )
-        await server.set_serving()
+        watcher = HealthWatcher(server, checks, settings.health_interval_s)
+        await watcher.check_once()  # each service's readiness
+        await server.set_live()
+        watcher.start()
         if ready_file:
             atomic_write_bytes(Path(ready_file), f"{server.port}\n".encode())
         logger.info("serving on port %d (pid %d)", server.port, os.getpid())
         await server.serve_until_signal(settings.grace_s)
     finally:
+        if watcher is not None:
+            await watcher.stop()
+        if metrics is not None:
+            metrics.close()
         if cleanup is not None:
             await cleanup()

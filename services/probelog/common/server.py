@@ -1,9 +1,10 @@
 """One way to build, run and stop a gRPC server, shared by every service.
 
 ``create_server`` registers health checking and reflection next to the service(s), binds the
-address (port 0 picks a free port, as tests do) and returns the bound port. Readiness is the
-health status: it stays NOT_SERVING until the composition root has checked its backends and
-calls :meth:`GrpcServer.set_serving`. On SIGTERM the server reports NOT_SERVING
+address (port 0 picks a free port, as tests do) and returns the bound port. Everything starts
+NOT_SERVING; :func:`probelog.common.runtime.run` then sets the server as a whole ("", liveness)
+SERVING and each service's name (readiness) as its backends answer
+(:mod:`probelog.common.health`). On SIGTERM the server reports NOT_SERVING
 (``enter_graceful_shutdown``) and then stops with a grace period, so load balancers drain it.
 """
 
@@ -20,6 +21,8 @@ from typing import Any, Protocol
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from probelog.common.observe import SERVING
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +95,23 @@ class GrpcServer:
     service_names: list[str] = field(default_factory=list)
     health_server: grpc.aio.Server | None = None
 
-    async def set_serving(self, serving: bool = True) -> None:
+    async def set_serving(self, serving: bool = True, *, services_only: bool = False) -> None:
+        """Set the status of every service name, and of the server as a whole ("") unless
+        ``services_only``: "" tells liveness (the process answers), a service's name tells
+        readiness (the backends it needs answer too)."""
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
-        for name in ["", *self.service_names]:
+        for name in [*([] if services_only else [""]), *self.service_names]:
             await self.health.set(name, status)
+        for name in self.service_names:
+            SERVING.labels(name).set(1 if serving else 0)
+
+    async def set_live(self) -> None:
+        """The server as a whole ("") SERVING: the process answers (liveness)."""
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from probelog.common.errors import FailedPrecondition
+from probelog.common.health import HealthCheck
 from probelog.common.ports import DescriptorStore, EncoderPort, ProbeRunnerPort, RankerPort
 from probelog.common.server import Servicer
 
@@ -31,6 +32,9 @@ class Peers:
     ranker: RankerPort | None = None
     #: Called, last first, when the service closes (clients the composition root opened).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: The health of the peers this service cannot work without (their grpc.health.v1 status
+    #: when they are remote; in one process, their own checks).
+    checks: list[HealthCheck] = field(default_factory=list)
 
 
 def need(peer: P | None, role: str) -> P:
@@ -42,12 +46,13 @@ def need(peer: P | None, role: str) -> P:
 
 @dataclass
 class Built(Generic[T]):
-    """A built service: its servicers, its domain object (what an in-process peer uses) and
-    what to close, last opened first."""
+    """A built service: its servicers, its domain object (what an in-process peer uses), what to
+    close (last opened first) and what must answer for it to report SERVING."""
 
     servicers: list[Servicer]
     core: T
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    checks: list[HealthCheck] = field(default_factory=list)
 
     async def close(self) -> None:
         for close in reversed(self.closers):

@@ -90,6 +90,12 @@ class Settings:
     #: Plaintext grpc.health.v1 only, for probes when the main port serves TLS ("" = off).
     health_listen_address: str = ""
     log_level: str = "INFO"
+    #: "json" (one object a line, for collectors) or "text" (for reading in a terminal).
+    log_format: str = "json"
+    #: host:port of an HTTP endpoint with Prometheus metrics at /metrics ("" = off).
+    metrics_listen_address: str = ""
+    #: Seconds between two checks of the backends that health reports on.
+    health_interval_s: float = 5.0
     grace_s: float = 5.0
     #: This server's certificate and key (TLS on the listen address).
     tls_cert_file: str = ""

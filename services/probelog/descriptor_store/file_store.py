@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from probelog.common.errors import InvalidArgument, NotFound
+from probelog.common.errors import InvalidArgument, NotFound, Unavailable
 from probelog.common.files import atomic_write_bytes
 from probelog.common.ids import MAX_PAGE_BYTES, check_model_id, check_probe_set_id
 from probelog.common.ports import Change, ChangeKind, StoredModel
@@ -62,6 +62,8 @@ class FileDescriptorStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        #: What messages name.
+        self.endpoint = str(self.root)
         self._lock = asyncio.Lock()
         self._changed = asyncio.Condition()
         self._sequence: int | None = None
@@ -90,6 +92,12 @@ class FileDescriptorStore:
                 if len(parts) == 4 and parts[0].isdigit():
                     last = int(parts[0])
         return last
+
+    async def ping(self, timeout: float) -> None:
+        """The store's directory is still there and writable (the health watcher's check)."""
+        models = self.root / "models"
+        if not await asyncio.to_thread(lambda: models.is_dir() and os.access(models, os.W_OK)):
+            raise Unavailable(f"the store directory {self.root} is missing or not writable")
 
     async def close(self) -> None:
         return None

@@ -288,6 +288,15 @@ class RedisDescriptorStore:
         await self._run("PING", self._redis.ping)
         logger.info("descriptor store on redis at %s (keys %s:*)", self.endpoint, self._tag)
 
+    async def ping(self, timeout: float) -> None:
+        """One PING, no retries (the health watcher's check); Unavailable when Redis does not
+        answer."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._redis.ping()
+        except (*_TRANSIENT, TimeoutError, AuthenticationError) as exc:
+            raise Unavailable(f"redis at {self.endpoint} does not answer: {exc or type(exc).__name__}") from None
+
     async def close(self) -> None:
         await self._redis.aclose()
 

@@ -6,6 +6,7 @@ import grpc
 
 from probelog.clip_encoder.client import ClipEncoderClient
 from probelog.common.background import load_names
+from probelog.common.health import HealthCheck, peer_check, service_name
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
 from probelog.common.service import Built, Peers, need
@@ -17,6 +18,7 @@ from probelog.orchestrator.servicer import SearchServicer
 from probelog.probe_runner.client import ProbeRunnerClient
 from probelog.ranker.client import RankerClient
 from probelog.ranker.sharded import ShardedRanker
+from probelog.v1 import clip_encoder_pb2, descriptor_store_pb2, ranker_pb2
 
 
 async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEngine]:
@@ -40,32 +42,47 @@ async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEng
         indexer = AutoIndexer(engine, settings.auto_index_interval_s)
         indexer.start()
         closers.append(indexer.stop)
-    return Built([SearchServicer(engine, settings.model_limits)], engine, closers)
+    return Built([SearchServicer(engine, settings.model_limits)], engine, closers, list(peers.checks))
 
 
 def clients(settings: OrchestratorSettings) -> Peers:
-    """gRPC clients of the four peers; a ranker of several shards is fanned out to and merged."""
+    """gRPC clients of the four peers; a ranker of several shards is fanned out to and merged.
+
+    Health: a search needs the store, the encoder and the ranker (every shard, or one with
+    ``allow_partial``); the runner only indexes, so its absence leaves search SERVING."""
     tls = settings.client_tls
+    checks: list[HealthCheck] = []
 
-    def channel(address: str) -> grpc.aio.Channel:
-        return create_channel(address, tls)
+    def channel(address: str, service: str | None = None, role: str = "") -> grpc.aio.Channel:
+        opened = create_channel(address, tls)
+        if service is not None:
+            checks.append(peer_check(opened, service, f"the {role} at {address}"))
+        return opened
 
-    store = DescriptorStoreClient(channel(settings.store_address), settings.store_address)
+    store = DescriptorStoreClient(
+        channel(settings.store_address, service_name(descriptor_store_pb2, "DescriptorStoreService"), "descriptor store"),
+        settings.store_address,
+    )
     runner = ProbeRunnerClient(channel(settings.runner_address), settings.runner_address)
-    encoder = ClipEncoderClient(channel(settings.encoder_address), settings.encoder_address)
+    encoder = ClipEncoderClient(
+        channel(settings.encoder_address, service_name(clip_encoder_pb2, "ClipEncoderService"), "CLIP encoder"),
+        settings.encoder_address,
+    )
+    ranker_service = service_name(ranker_pb2, "RankerService")
     ranker: RankerClient | ShardedRanker
     if len(settings.ranker_addresses) == 1:
         address = settings.ranker_addresses[0]
-        ranker = RankerClient(channel(address), address)
+        ranker = RankerClient(channel(address, ranker_service, "ranker"), address)
     else:
-        ranker = ShardedRanker(
-            [RankerClient(channel(a), a) for a in settings.ranker_addresses],
-            allow_partial=settings.allow_partial,
-        )
+        shards = [
+            RankerClient(channel(a, None if settings.allow_partial else ranker_service, "ranker shard"), a)
+            for a in settings.ranker_addresses
+        ]
+        ranker = ShardedRanker(shards, allow_partial=settings.allow_partial)
     closers = [client.close for client in (store, runner, encoder, ranker)]
-    return Peers(store=store, runner=runner, encoder=encoder, ranker=ranker, closers=closers)
+    return Peers(store=store, runner=runner, encoder=encoder, ranker=ranker, closers=closers, checks=checks)
 
 
 async def serve(settings: OrchestratorSettings, ready_file: str = "") -> None:
     built = await build(settings, clients(settings))
-    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file)
+    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file, checks=built.checks)

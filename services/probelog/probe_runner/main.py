@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from probelog.common.errors import FailedPrecondition
+from probelog.common.health import HealthCheck, peer_check, service_name
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
 from probelog.common.service import Built, Peers, need
@@ -10,6 +11,7 @@ from probelog.descriptor_store.client import DescriptorStoreClient
 from probelog.probe_runner.config import PORT, RunnerSettings
 from probelog.probe_runner.runner import ProbeBackend, ProbeRunner
 from probelog.probe_runner.servicer import ProbeRunnerServicer
+from probelog.v1 import descriptor_store_pb2
 
 
 async def open_backend(settings: RunnerSettings) -> ProbeBackend:
@@ -35,10 +37,15 @@ async def build(settings: RunnerSettings, peers: Peers) -> Built[ProbeRunner]:
     store = need(peers.store, "descriptor store")
     backend = await open_backend(settings)
     runner = ProbeRunner(backend, store)
-    return Built([ProbeRunnerServicer(runner)], runner, [*peers.closers, backend.close])
+    check = HealthCheck(f"the {backend.name} backend at {settings.runner_url}", backend.ping)
+    return Built([ProbeRunnerServicer(runner)], runner, [*peers.closers, backend.close], [check, *peers.checks])
 
 
 async def serve(settings: RunnerSettings, ready_file: str = "") -> None:
-    store = DescriptorStoreClient(create_channel(settings.store_address, settings.client_tls), settings.store_address)
-    built = await build(settings, Peers(store=store, closers=[store.close]))
-    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file)
+    channel = create_channel(settings.store_address, settings.client_tls)
+    store = DescriptorStoreClient(channel, settings.store_address)
+    store_health = peer_check(
+        channel, service_name(descriptor_store_pb2, "DescriptorStoreService"), f"the descriptor store at {settings.store_address}"
+    )
+    built = await build(settings, Peers(store=store, closers=[store.close], checks=[store_health]))
+    await run(built.servicers, settings, PORT, cleanup=built.close, ready_file=ready_file, checks=built.checks)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from probelog.common.errors import FailedPrecondition, NotFound
+from probelog.common.errors import FailedPrecondition, NotFound, Unavailable
 from probelog.v1 import probe_runner_pb2 as pb
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,11 @@ class OnnxProbeBackend:
         # (name, version) -> file, filled by describe() so inference needs no directory scan.
         self._paths: dict[tuple[str, str], Path] = {}
         self._lock = threading.Lock()
+
+    async def ping(self, timeout: float) -> None:
+        """The model repository is still there (the health watcher's check)."""
+        if not await asyncio.to_thread(self.repository.is_dir):
+            raise Unavailable(f"the model repository {self.repository} is missing")
 
     async def close(self) -> None:
         self._sessions.clear()

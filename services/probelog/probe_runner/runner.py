@@ -62,6 +62,10 @@ class ProbeBackend(Protocol):
         """Run one batch (with its batch dimension) and return the output, (batch, n_logits)."""
         ...
 
+    async def ping(self, timeout: float) -> None:
+        """Return when the backend answers; Unavailable when not (the health check)."""
+        ...
+
     async def close(self) -> None: ...
 
 

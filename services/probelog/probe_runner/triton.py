@@ -125,6 +125,15 @@ class TritonProbeBackend:
             raise Unavailable(f"{self.endpoint} is not ready")
         logger.info("connected to %s", self.endpoint)
 
+    async def ping(self, timeout: float) -> None:
+        """One ServerReady call, no retries (the health watcher's check)."""
+        try:
+            ready = await self._ensure_client().is_server_ready(client_timeout=timeout)
+        except InferenceServerException as exc:
+            raise Unavailable(f"{self.endpoint} does not answer: {exc.message()}") from None
+        if not ready:
+            raise Unavailable(f"{self.endpoint} is not ready")
+
     async def close(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
