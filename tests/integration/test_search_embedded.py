@@ -6,6 +6,7 @@ The mini world's models are constructed so that the truth is known (tests/suppor
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import pytest
 import pytest_asyncio
 
@@ -166,3 +167,20 @@ async def test_labels_are_shown_not_used(served):
         await stub.IndexModel(search_pb2.IndexModelRequest(model_name="random-3", model_id="x", labels=["a"]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     await stub.DeleteModel(search_pb2.DeleteModelRequest(model_id="labelled"))
+
+
+async def test_a_repeated_text_is_answered_from_the_cache_with_the_same_hits(served):
+    from probelog.core.descriptors import text_descriptors
+
+    stub, embedded = served
+    encoder, cache = embedded.encoder, embedded.encoder.text_cache
+    request = search_pb2.SearchRequest(text="pizza on a plate", top_k=5)
+    first = await stub.Search(request)
+    held = len(cache)
+    row = cache.get(first.probe_set_id, encoder.prompt_templates, "pizza on a plate")
+    assert row is not None
+    fresh = text_descriptors(await encoder.encode_text(["pizza on a plate"]), await encoder.probe_embeddings(first.probe_set_id))
+    assert np.array_equal(row, fresh[0])
+    again = await stub.Search(request)
+    assert len(cache) == held
+    assert [(h.model_id, h.logit_index, h.score) for h in again.hits] == [(h.model_id, h.logit_index, h.score) for h in first.hits]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES, QueryLimits
+from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES, DEFAULT_TEXT_CACHE_SIZE, QueryLimits
 from probelog.common import limits
 from probelog.common.settings import Settings
 
@@ -31,6 +31,8 @@ class EncoderSettings(Settings):
     max_image_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS
     #: Threads that decode query images, off the event loop.
     image_decode_workers: int = 2
+    #: Descriptors of this many recent query texts are kept in memory (0: no cache).
+    text_cache_size: int = DEFAULT_TEXT_CACHE_SIZE
 
     @property
     def query_limits(self) -> QueryLimits:

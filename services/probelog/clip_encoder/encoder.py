@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
+from probelog.clip_encoder.text_batches import DescriptorCache, TextBatcher
 from probelog.common import limits
 from probelog.common.errors import InvalidArgument, ResourceExhausted
 from probelog.common.files import atomic_write
@@ -31,6 +32,8 @@ MAX_QUERY_IMAGES = 64
 MAX_TEXT_CHARS = 1000
 #: Images that may wait for a decoding thread, per thread, before queries are refused.
 MAX_PENDING_DECODES = 64
+#: Text descriptors kept by default (16 KB each at 4,000 probes).
+DEFAULT_TEXT_CACHE_SIZE = 1024
 
 
 class TextImageEncoder(Protocol):
@@ -115,6 +118,9 @@ class ClipEncoder:
         Bounds on templates and images; images are decoded by a pool of
         ``limits.image_decode_workers`` threads, and a query that finds more than
         :data:`MAX_PENDING_DECODES` images per worker waiting is RESOURCE_EXHAUSTED.
+    text_cache_size : int
+        Descriptors of this many recent texts are kept (0: none); concurrent text encodes share
+        forward passes either way (:mod:`probelog.clip_encoder.text_batches`).
     """
 
     def __init__(
@@ -124,8 +130,11 @@ class ClipEncoder:
         prompt_templates: Sequence[str] = DEFAULT_PROMPT_TEMPLATES,
         cache_dir: str | Path | None = None,
         limits: QueryLimits | None = None,
+        text_cache_size: int = DEFAULT_TEXT_CACHE_SIZE,
     ) -> None:
         self.encoder = encoder
+        self._texts = TextBatcher(lambda texts, templates: ensemble_text_embeddings(encoder, texts, templates))
+        self.text_cache = DescriptorCache(text_cache_size)
         self._probe_sets = probe_sets
         self.limits = limits or QueryLimits()
         # Pillow's own decompression-bomb guard, at the same bound (it raises at twice the value).
@@ -147,17 +156,21 @@ class ClipEncoder:
 
     # ------------------------------------------------------------------ embeddings
 
+    def templates_of(self, prompt_templates: Sequence[str] = ()) -> tuple[str, ...]:
+        """A query's templates, checked, or the encoder's own."""
+        return self.limits.check_templates(prompt_templates) or self.prompt_templates
+
     async def encode_text(
         self, texts: Sequence[str], prompt_templates: Sequence[str] = ()
     ) -> npt.NDArray[np.float32]:
         """Unit-norm embedding per text, averaged over the prompt templates."""
-        templates = self.limits.check_templates(prompt_templates) or self.prompt_templates
+        templates = self.templates_of(prompt_templates)
         for i, text in enumerate(texts):
             if not text.strip():
                 raise InvalidArgument(f"text {i} is empty")
             if len(text) > MAX_TEXT_CHARS:
                 raise InvalidArgument(f"text {i} is longer than {MAX_TEXT_CHARS} characters")
-        return await asyncio.to_thread(ensemble_text_embeddings, self.encoder, texts, templates)
+        return await self._texts.encode(texts, templates)
 
     async def close(self) -> None:
         self._decoder.shutdown(wait=False, cancel_futures=True)
@@ -225,11 +238,21 @@ class ClipEncoder:
             raise InvalidArgument("at least one concept is required")
         probes = await self.probe_embeddings(probe_set_id)
         out = np.empty((len(concepts), len(probes)), dtype=np.float32)
-        text_rows = [i for i, c in enumerate(concepts) if isinstance(c, str)]
-        if text_rows:
-            texts = [concepts[i] for i in text_rows]
-            emb = await self.encode_text(texts, prompt_templates)  # type: ignore[arg-type]
-            out[text_rows] = text_descriptors(emb, probes)
+        templates = self.templates_of(prompt_templates)
+        missing: list[int] = []
+        for i, concept in enumerate(concepts):
+            if isinstance(concept, str):
+                cached = self.text_cache.get(probe_set_id, templates, concept)
+                if cached is None:
+                    missing.append(i)
+                else:
+                    out[i] = cached
+        if missing:
+            texts = [str(concepts[i]) for i in missing]
+            rows = text_descriptors(await self.encode_text(texts, templates), probes)
+            out[missing] = rows
+            for text, row in zip(texts, rows, strict=True):
+                self.text_cache.put(probe_set_id, templates, text, row.copy())
         for i, concept in enumerate(concepts):
             if isinstance(concept, ImageQuery):
                 if not concept.images:

@@ -28,8 +28,15 @@ async def build(settings: EncoderSettings, peers: Peers) -> Built[ClipEncoder]:
         settings.clip_config,
         settings.torch_threads,
     )
+    if settings.text_cache_size < 0:
+        raise FailedPrecondition(f"text_cache_size must be >= 0, got {settings.text_cache_size}")
     encoder = ClipEncoder(
-        model, store, settings.prompt_templates, settings.cache_dir or None, limits=settings.query_limits
+        model,
+        store,
+        settings.prompt_templates,
+        settings.cache_dir or None,
+        limits=settings.query_limits,
+        text_cache_size=settings.text_cache_size,
     )
     return Built([ClipEncoderServicer(encoder)], encoder, [*peers.closers, encoder.close])
 

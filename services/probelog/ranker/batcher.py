@@ -2,7 +2,9 @@
 
 Like Triton's dynamic batcher: the first call to arrive opens a window (``window_s``, e.g. 2 ms);
 calls arriving before it closes, or while the previous batch is being scored, join the next
-batch. A batch is cut at ``max_batch_queries`` queries. The window also runs from the end of the
+batch. A call that arrives alone at an idle ranker after a pass that served one call (a client
+searching on its own) is scored at once, with no window. A batch is cut at ``max_batch_queries``
+queries. The window also runs from the end of the
 previous batch, every arrival re-opens it, and calls that waited through a pass also wait for
 that pass's callers to come back (up to a quarter of the pass in all): clients in a loop then
 join one batch instead of splitting into two alternating half batches, which on 16 closed-loop
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from prometheus_client import Counter, Histogram
 
 from probelog.common.errors import ResourceExhausted
 from probelog.core.index import IndexHit, SparseLogitIndex
@@ -37,6 +40,11 @@ logger = logging.getLogger(__name__)
 _GroupKey = tuple[int, bool, frozenset[str], frozenset[str]]
 #: Longest wait for stragglers, as a share of the last pass over the index.
 _LINGER = 0.25
+
+BATCH_CALLS = Histogram(
+    "probelog_ranker_batch_calls", "Rank calls scored in one batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+WINDOW_WAITS = Counter("probelog_ranker_window_waits_total", "Batches that waited for the batching window")
 
 
 @dataclass
@@ -63,6 +71,8 @@ class BatchStats:
     queries: int
     batches: int
     passes: int
+    #: Batches that waited for a window (the others were lone calls, scored at once, or full).
+    window_waits: int = 0
 
 
 class DynamicBatcher:
@@ -95,10 +105,10 @@ class DynamicBatcher:
         self._last_pass_s = 0.0
         self._last_batch_calls = 0
         self._arrivals_since_end = 0
-        self._calls = self._queries = self._batches = self._passes = 0
+        self._calls = self._queries = self._batches = self._passes = self._window_waits = 0
 
     def stats(self) -> BatchStats:
-        return BatchStats(self._calls, self._queries, self._batches, self._passes)
+        return BatchStats(self._calls, self._queries, self._batches, self._passes, self._window_waits)
 
     async def search(
         self,
@@ -155,6 +165,7 @@ class DynamicBatcher:
                 groups.setdefault(call.group, []).append(call)
             self._batches += 1
             self._passes += len(groups)
+            BATCH_CALLS.observe(len(batch))
             started = time.monotonic()
             try:
                 results = await asyncio.to_thread(_score_groups, list(groups.values()))
@@ -184,9 +195,14 @@ class DynamicBatcher:
         clients in a loop do). Either way it waits at most a quarter of the last pass (or one
         window) in all, so that no call waits long for stragglers.
         """
-        opened = max(self._pending[0].arrived, self._last_batch_end)
+        first = self._pending[0]
+        if len(self._pending) == 1 and self._last_batch_calls <= 1 and first.arrived > self._last_batch_end:
+            return  # a lone call after a lone call: nobody to wait for
+        self._window_waits += 1
+        WINDOW_WAITS.inc()
+        opened = max(first.arrived, self._last_batch_end)
         cap = opened + max(self.window_s, _LINGER * self._last_pass_s)
-        expecting = self._pending[0].arrived <= self._last_batch_end
+        expecting = first.arrived <= self._last_batch_end
         while self._pending_queries < self.max_batch_queries:
             if expecting and self._arrivals_since_end < self._last_batch_calls:
                 deadline = cap

@@ -132,3 +132,22 @@ async def test_callers_coming_straight_back_join_the_waiting_ones():
     await asyncio.gather(loop_client(), late_client())
     assert index.batches == [1, 2]
     await batcher.close()
+
+
+async def test_a_lone_call_after_a_lone_call_does_not_wait_for_the_window():
+    # A client searching on its own is scored at once, however long the window; calls that
+    # arrive together still wait for it and share a batch.
+    index = index_of(hub())
+    batcher = DynamicBatcher(3600.0, max_batch_queries=100)
+    z = zscore(queries(11, 4))
+    for row in z[:2]:
+        got = await asyncio.wait_for(batcher.search(index, row[None], 5), 30)
+        assert keys(got) == keys(index.search(row[None], 5, normalized=True))
+    assert batcher.stats().window_waits == 0 and batcher.stats().batches == 2
+    await batcher.close()
+
+    batcher = DynamicBatcher(0.05, max_batch_queries=100)
+    got = await asyncio.gather(*(batcher.search(index, row[None], 5) for row in z))
+    assert [keys(g) for g in got] == [keys(index.search(row[None], 5, normalized=True)) for row in z]
+    assert batcher.stats().window_waits == 1 and batcher.stats().batches == 1
+    await batcher.close()

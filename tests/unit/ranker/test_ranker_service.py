@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from probelog.common.errors import DeadlineExceeded, InvalidArgument, NotFound
 from probelog.common.server import create_channel, create_server
+from probelog.core import zscore
 from probelog.ranker.client import RankerClient
 from probelog.ranker.ranker import Ranker
 from probelog.ranker.servicer import RankerServicer
@@ -77,7 +78,12 @@ async def test_status_codes(served):
 
 
 async def test_deadline_exceeded_while_waiting_for_a_batch():
-    ranker = Ranker.from_indexes({PROBE_SET: index_of(hub())}, batch_window_ms=60_000)
+    ranker = Ranker.from_indexes({PROBE_SET: index_of(hub())}, batch_window_ms=60_000, max_batch_queries=2)
+    # A full batch of two calls first: after it, a call waits for the (long) window, as under
+    # concurrent load; a lone call after a lone call would be scored at once.
+    assert ranker.batcher is not None
+    index = ranker.indexes[PROBE_SET]
+    await asyncio.gather(*(ranker.batcher.search(index, zscore(queries(i, 1)), 3) for i in (5, 6)))
     server = await create_server([RankerServicer(ranker)], "127.0.0.1:0")
     await server.set_serving()
     address = f"127.0.0.1:{server.port}"
