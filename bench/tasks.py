@@ -170,9 +170,11 @@ async def measure_similar(
     return out, len(queries)
 
 
-def synthetic_index(n_logits: int, n_probes: int, r: int, seed: int) -> SparseLogitIndex:
+def synthetic_arrays(
+    n_logits: int, n_probes: int, r: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """n_logits random logits in models of 1-20 logits: distinct top-r probes per row, top-r
-    z-scores as a peaked descriptor has them, offsets around the world's own."""
+    z-scores as a peaked descriptor has them, offsets around the world's own, model sizes."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n_probes, size=(n_logits, r), dtype=np.uint16)
     while True:
@@ -187,8 +189,14 @@ def synthetic_index(n_logits: int, n_probes: int, r: int, seed: int) -> SparseLo
     while left:
         sizes.append(min(left, int(rng.integers(1, 21))))
         left -= sizes[-1]
+    return idx, np.ascontiguousarray(val), offsets, np.asarray(sizes)
+
+
+def synthetic_index(n_logits: int, n_probes: int, r: int, seed: int) -> SparseLogitIndex:
+    """:func:`synthetic_arrays` as an index."""
+    idx, val, offsets, sizes = synthetic_arrays(n_logits, n_probes, r, seed)
     ids = [f"synthetic-{i:07d}" for i in range(len(sizes))]
-    return SparseLogitIndex.from_arrays(n_probes, idx, np.ascontiguousarray(val), offsets, ids, np.asarray(sizes))
+    return SparseLogitIndex.from_arrays(n_probes, idx, val, offsets, ids, sizes)
 
 
 async def measure_latency(
