@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from probelog.common.edge import status_code
-from probelog.common.errors import ProbeLogError
+from probelog.common.errors import FailedPrecondition, ProbeLogError
 from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.runtime import configure_logging
 from probelog.common.settings import Settings, flat_fields, separator, split
@@ -50,6 +50,7 @@ def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, 
     from probelog.probe_runner import main as runner_main
     from probelog.ranker import config as ranker_config
     from probelog.ranker import main as ranker_main
+    from probelog.web import config as web_config
 
     return {
         "orchestrator": (orchestrator_config.OrchestratorSettings, orchestrator_main.serve),
@@ -58,10 +59,19 @@ def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, 
         "descriptor-store": (store_config.StoreSettings, store_main.serve),
         "ranker": (ranker_config.RankerSettings, ranker_main.serve),
         "embedded": (embedded.EmbeddedSettings, embedded.serve),
+        "web": (web_config.WebSettings, _serve_web),
     }
 
 
-SERVICE_NAMES = ("orchestrator", "probe-runner", "clip-encoder", "descriptor-store", "ranker")
+async def _serve_web(settings: Any, ready_file: str = "") -> None:
+    try:
+        from probelog.web import main as web_main
+    except ImportError as exc:
+        raise FailedPrecondition(f"the web role needs the web extra (pip install 'probelog[web]'): {exc}") from None
+    await web_main.serve(settings, ready_file=ready_file)
+
+
+SERVICE_NAMES = ("orchestrator", "probe-runner", "clip-encoder", "descriptor-store", "ranker", "web")
 DEFAULT_PORTS = {
     "orchestrator": 50051,
     "probe-runner": 50052,
@@ -69,6 +79,7 @@ DEFAULT_PORTS = {
     "descriptor-store": 50054,
     "ranker": 50055,
     "embedded": 50051,
+    "web": 8080,
 }
 
 

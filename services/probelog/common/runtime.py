@@ -50,13 +50,17 @@ async def run(
     *,
     cleanup: Callable[[], Awaitable[None]] | None = None,
     ready_file: str = "",
+    on_serving: Callable[[int], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
 ) -> None:
     """Serve ``servicers`` until SIGTERM/SIGINT, then drain and run ``cleanup``.
 
     ``ready_file``, when given, receives the bound port once the server reports SERVING; tests
-    and scripts that start servers on port 0 read it.
+    and scripts that start servers on port 0 read it. ``on_serving``, when given, is called
+    with the bound port before that (to start what talks to this server, e.g. the web page)
+    and returns what stops it, called first at shutdown.
     """
     server: GrpcServer | None = None
+    stop_companion: Callable[[], Awaitable[None]] | None = None
     try:
         address = settings.address(default_port)
         server = await create_server(
@@ -67,10 +71,14 @@ async def run(
             interceptors=auth_interceptors(settings, address),
         )
         await server.set_serving()
+        if on_serving is not None:
+            stop_companion = await on_serving(server.port)
         if ready_file:
             atomic_write_bytes(Path(ready_file), f"{server.port}\n".encode())
         logger.info("serving on port %d (pid %d)", server.port, os.getpid())
         await server.serve_until_signal(settings.grace_s)
     finally:
+        if stop_companion is not None:
+            await stop_companion()
         if cleanup is not None:
             await cleanup()
