@@ -1082,3 +1082,11 @@ def test_a_narrowed_orchestrator_still_admits_the_web_page() -> None:
     admitted = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
     assert len(admitted) == 1 and selects(admitted[0], pod_labels(web))
     assert {"team": "ml"} in [p.get("namespaceSelector", {}).get("matchLabels") for p in rule["from"]]
+
+
+def test_notes_say_where_the_web_page_is(tmp_path: Path) -> None:
+    notes = render_notes(tmp_path / "a", "rel", ("--set", "web.enabled=true"))
+    assert "kubectl --namespace search port-forward service/rel-probelog-web 8080:8080" in notes
+    assert "model explorer" not in render_notes(tmp_path / "b", "rel", ())
+    ingress = render_notes(tmp_path / "c", "probelog", ("-f", str(PRODUCTION_VALUES)))
+    assert "https://probelog.ml.example.com/" in ingress
