@@ -11,7 +11,6 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 from selenium import webdriver
@@ -94,14 +93,6 @@ def images_loaded(browser, container) -> list[int]:
     return [int(browser.execute_script("return arguments[0].naturalWidth", i)) for i in images]
 
 
-def screenshot(browser, name: str) -> None:
-    """Save the page under docs/ when PROBELOG_SCREENSHOTS is set (how the README's pictures
-    are made); tests run without it."""
-    folder = os.environ.get("PROBELOG_SCREENSHOTS")
-    if folder:
-        browser.save_screenshot(str(Path(folder) / name))
-
-
 def test_without_a_key_the_page_asks_for_one(explorer, browser):
     url, _ = explorer
     browser.delete_all_cookies()
@@ -110,8 +101,7 @@ def test_without_a_key_the_page_asks_for_one(explorer, browser):
     assert browser.find_element(By.LINK_TEXT, "Enter an API key").get_attribute("href") == url + "/key"
 
 
-def test_search_by_text_shows_cards_with_evidence_images(explorer, signed_in):
-    url, _ = explorer
+def test_search_by_text_shows_cards_with_evidence_images(signed_in):
     browser = signed_in
     browser.find_element(By.CSS_SELECTOR, "nav a[href='/']").click()
     box = browser.find_element(By.ID, "q")
@@ -130,7 +120,6 @@ def test_search_by_text_shows_cards_with_evidence_images(explorer, signed_in):
     widths = images_loaded(browser, matcher)
     assert len(widths) == 8 and all(w == 64 for w in widths)
     assert len(matcher.find_elements(By.CSS_SELECTOR, "meter.query")) == 8
-    screenshot(browser, "explorer-search.png")
 
 
 def test_model_page_lists_logits_with_their_top_probes(explorer, signed_in):
@@ -145,7 +134,6 @@ def test_model_page_lists_logits_with_their_top_probes(explorer, signed_in):
     for logit in logits:
         assert all(w == 64 for w in images_loaded(browser, logit))
         assert not logit.find_elements(By.CSS_SELECTOR, "meter.query")  # no query on a model page
-    screenshot(browser, "explorer-model.png")
 
 
 def test_models_page_shows_the_index_status(explorer, signed_in):
