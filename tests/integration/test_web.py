@@ -5,7 +5,6 @@ chromedriver by Selenium, against `probelog serve --embedded --web-port` on the 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import urllib.error
@@ -64,12 +63,13 @@ def browser():
     downloads nothing."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and driver, "chromium and chromium-driver are installed by scripts/setup.sh"
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a browser
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,1000"):
         options.add_argument(arg)
-    session = webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never fetch a browser
+        session = webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
     session.set_page_load_timeout(120)
     yield session
     session.quit()
