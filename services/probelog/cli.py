@@ -169,7 +169,8 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _print_hits(hits: Sequence[Any], truth: dict[str, list[str]]) -> None:
-    """One line per hit: rank, model, logit, score, distance, label, and the ground truth if given."""
+    """One line per hit: rank, model, logit, score, distance, label, and the ground truth if given;
+    then its evidence, when the search asked for it."""
     for hit in hits:
         line = (
             f"{hit.rank:>4}  {hit.model_id:<24} {hit.logit_index:>5}  {hit.score:>8.3f}  "
@@ -179,6 +180,10 @@ def _print_hits(hits: Sequence[Any], truth: dict[str, list[str]]) -> None:
             concepts = truth.get(hit.model_id, [])
             line += "  |  " + (concepts[hit.logit_index] if hit.logit_index < len(concepts) else "?")
         print(line)
+        if hit.evidence:
+            print("      evidence (probe: logit z / query z): " + ", ".join(
+                f"{e.probe_index}: {e.logit_value:.2f} / {e.query_value:.2f}" for e in hit.evidence
+            ))
 
 
 def _load_truth(path: str) -> dict[str, list[str]]:
@@ -201,6 +206,7 @@ def _search(args: argparse.Namespace) -> int:
             include=args.include or (),
             exclude=args.exclude or (),
             probe_set_id=args.probe_set,
+            evidence_probes=args.evidence,
         )
         truth = _load_truth(args.truth) if args.truth else {}
         if args.json:
@@ -408,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--include", action="append", help="only this model id (repeatable)")
     search.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
     search.add_argument("--truth", help="a ground-truth JSON to print beside hits (evaluation only)")
+    search.add_argument(
+        "--evidence", type=int, default=0, metavar="N",
+        help="per hit, the N probes where its logit and the query agree most",
+    )
     search.add_argument("--json", action="store_true", help="print the response as JSON")
     search.set_defaults(func=_search)
 

@@ -209,3 +209,16 @@ def test_serve_web_is_its_own_role(explorer, tmp_path):
         assert "/probes/ps-" in page
     finally:
         assert web.stop() == 0, web.output()
+
+
+def test_the_page_says_when_search_service_is_unreachable(tmp_path):
+    web = procs.start("web-alone", ["web", "--search-address", f"127.0.0.1:{free_port()}", "--web-timeout-s", "5"], tmp_path)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://{web.address}/?q={CONCEPT}")
+        page = err.value.read().decode()
+        assert err.value.code == 503 and "UNAVAILABLE" in page and "Traceback" not in page
+        with urllib.request.urlopen(f"http://{web.address}/healthz") as response:
+            assert response.read() == b"ok"
+    finally:
+        assert web.stop() == 0, web.output()
