@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from probelog.common.edge import status_code
-from probelog.common.errors import ProbeLogError
+from probelog.common.errors import FailedPrecondition, ProbeLogError
 from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.logs import configure_logging
 from probelog.common.settings import Settings, flat_fields, separator, split
@@ -50,6 +50,7 @@ def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, 
     from probelog.probe_runner import main as runner_main
     from probelog.ranker import config as ranker_config
     from probelog.ranker import main as ranker_main
+    from probelog.web import config as web_config
 
     return {
         "orchestrator": (orchestrator_config.OrchestratorSettings, orchestrator_main.serve),
@@ -58,10 +59,19 @@ def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, 
         "descriptor-store": (store_config.StoreSettings, store_main.serve),
         "ranker": (ranker_config.RankerSettings, ranker_main.serve),
         "embedded": (embedded.EmbeddedSettings, embedded.serve),
+        "web": (web_config.WebSettings, _serve_web),
     }
 
 
-SERVICE_NAMES = ("orchestrator", "probe-runner", "clip-encoder", "descriptor-store", "ranker")
+async def _serve_web(settings: Any, ready_file: str = "") -> None:
+    try:
+        from probelog.web import main as web_main
+    except ImportError as exc:
+        raise FailedPrecondition(f"the web role needs the web extra (pip install 'probelog[web]'): {exc}") from None
+    await web_main.serve(settings, ready_file=ready_file)
+
+
+SERVICE_NAMES = ("orchestrator", "probe-runner", "clip-encoder", "descriptor-store", "ranker", "web")
 DEFAULT_PORTS = {
     "orchestrator": 50051,
     "probe-runner": 50052,
@@ -69,6 +79,7 @@ DEFAULT_PORTS = {
     "descriptor-store": 50054,
     "ranker": 50055,
     "embedded": 50051,
+    "web": 8080,
 }
 
 
@@ -158,7 +169,8 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _print_hits(hits: Sequence[Any], truth: dict[str, list[str]]) -> None:
-    """One line per hit: rank, model, logit, score, distance, label, and the ground truth if given."""
+    """One line per hit: rank, model, logit, score, distance, label, and the ground truth if given;
+    then its evidence, when the search asked for it."""
     for hit in hits:
         line = (
             f"{hit.rank:>4}  {hit.model_id:<24} {hit.logit_index:>5}  {hit.score:>8.3f}  "
@@ -168,6 +180,10 @@ def _print_hits(hits: Sequence[Any], truth: dict[str, list[str]]) -> None:
             concepts = truth.get(hit.model_id, [])
             line += "  |  " + (concepts[hit.logit_index] if hit.logit_index < len(concepts) else "?")
         print(line)
+        if hit.evidence:
+            print("      evidence (probe: logit z / query z): " + ", ".join(
+                f"{e.probe_index}: {e.logit_value:.2f} / {e.query_value:.2f}" for e in hit.evidence
+            ))
 
 
 def _load_truth(path: str) -> dict[str, list[str]]:
@@ -190,6 +206,7 @@ def _search(args: argparse.Namespace) -> int:
             include=args.include or (),
             exclude=args.exclude or (),
             probe_set_id=args.probe_set,
+            evidence_probes=args.evidence,
         )
         truth = _load_truth(args.truth) if args.truth else {}
         if args.json:
@@ -397,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--include", action="append", help="only this model id (repeatable)")
     search.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
     search.add_argument("--truth", help="a ground-truth JSON to print beside hits (evaluation only)")
+    search.add_argument(
+        "--evidence", type=int, default=0, metavar="N",
+        help="per hit, the N probes where its logit and the query agree most",
+    )
     search.add_argument("--json", action="store_true", help="print the response as JSON")
     search.set_defaults(func=_search)
 

@@ -77,9 +77,12 @@ class ProbeLogClient:
         exclude: Sequence[str] = (),
         probe_set_id: str = "",
         prompt_templates: Sequence[str] = (),
+        evidence_probes: int = 0,
     ) -> search_pb2.SearchResponse:
-        """Search by concept text, or by example images (bytes or file paths)."""
+        """Search by concept text, or by example images (bytes or file paths); with
+        ``evidence_probes`` each hit carries the probes where its logit and the query agree most."""
         request = search_pb2.SearchRequest(
+            evidence_probes=evidence_probes,
             top_k=top_k,
             one_hit_per_model=one_hit_per_model,
             include_model_ids=list(include),
@@ -109,10 +112,12 @@ class ProbeLogClient:
         exclude: Sequence[str] = (),
         probe_set_id: str = "",
         prompt_templates: Sequence[str] = (),
+        evidence_probes: int = 0,
     ) -> search_pb2.TaskSearchResponse:
         """Models that cover a whole task: each concept a text, or example images (bytes or
         file paths). ``min_coverage`` 0 means every concept."""
         request = search_pb2.TaskSearchRequest(
+            evidence_probes=evidence_probes,
             top_k=top_k,
             min_coverage=min_coverage,
             allow_shared_logits=allow_shared_logits,
@@ -206,6 +211,24 @@ class ProbeLogClient:
                 search_pb2.GetModelRequest(model_id=model_id, probe_set_id=probe_set_id), timeout=self.timeout_s
             )
         return response.model
+
+    async def logit_probes(
+        self, model_id: str, top_probes: int, *, probe_set_id: str = ""
+    ) -> search_pb2.GetModelResponse:
+        """A model's info and, per logit, its ``top_probes`` strongest probes (``.logits``)."""
+        request = search_pb2.GetModelRequest(model_id=model_id, probe_set_id=probe_set_id, top_probes=top_probes)
+        with remote_errors(self.address):
+            return await self._stub.GetModel(request, timeout=self.timeout_s)
+
+    async def probe_images(
+        self, probe_indices: Sequence[int], *, size_px: int = 0, probe_set_id: str = ""
+    ) -> search_pb2.GetProbeImagesResponse:
+        """PNG thumbnails of probes (``.images``, in request order)."""
+        request = search_pb2.GetProbeImagesRequest(
+            probe_set_id=probe_set_id, probe_indices=list(probe_indices), size_px=size_px
+        )
+        with remote_errors(self.address):
+            return await self._stub.GetProbeImages(request, timeout=self.timeout_s)
 
     async def delete_model(self, model_id: str, *, probe_set_id: str = "") -> None:
         with remote_errors(self.address):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from probelog.probe_runner.runner import ProbeRunner
 from probelog.ranker import main as ranker_main
 from probelog.ranker.config import RankerSettings
 from probelog.ranker.ranker import Ranker
+from probelog.web.config import WebSettings
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class EmbeddedSettings(Nested):
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     ranker: RankerSettings = field(default_factory=RankerSettings)
     orchestrator: OrchestratorSettings = field(default_factory=OrchestratorSettings)
+    #: The model explorer's port, on the gRPC port's host (0: any free port); -1 serves no page.
+    web_port: int = -1
+    web: WebSettings = field(default_factory=WebSettings)
 
 
 def world_defaults(world_dir: str | Path) -> dict[str, Any]:
@@ -143,6 +148,23 @@ async def build(settings: EmbeddedSettings) -> Embedded:
 async def serve(settings: EmbeddedSettings, ready_file: str = "") -> None:
     if not settings.listen_address:  # loopback unless told otherwise (it may run without keys)
         settings = dataclasses.replace(settings, listen_address=f"127.0.0.1:{PORT}")
+    if settings.web_port >= 0:
+        try:
+            from probelog.web import main as web_main
+        except ImportError as exc:
+            raise FailedPrecondition(f"--web-port needs the web extra (pip install 'probelog[web]'): {exc}") from None
     embedded = await build(settings)
-    checks = [check for part in embedded.parts for check in part.checks]
-    await run(embedded.servicers, settings, PORT, cleanup=embedded.close, ready_file=ready_file, checks=checks)
+
+    async def start_web(grpc_port: int) -> Callable[[], Awaitable[None]]:
+        # The page calls this server's SearchService over gRPC like any client, so API keys
+        # and limits apply to it unchanged.
+        host = settings.listen_address.rpartition(":")[0]
+        target = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host
+        web = await web_main.WebServer.start(settings.web, f"{host}:{settings.web_port}", f"{target}:{grpc_port}")
+        return web.stop
+
+    await run(
+        embedded.servicers, settings, PORT, cleanup=embedded.close, ready_file=ready_file,
+        checks=[check for part in embedded.parts for check in part.checks],
+        on_serving=start_web if settings.web_port >= 0 else None,
+    )

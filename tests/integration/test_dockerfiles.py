@@ -28,7 +28,7 @@ DOCKER_DIR = REPO_ROOT / "deploy" / "docker"
 SERVICES_DOCKERFILE = DOCKER_DIR / "Dockerfile"
 TRITON_DOCKERFILE = DOCKER_DIR / "triton.Dockerfile"
 CHART_VALUES = REPO_ROOT / "helm" / "probelog" / "values.yaml"
-SERVICE_PORTS = {50051, 50052, 50053, 50054, 50055}
+SERVICE_PORTS = {50051, 50052, 50053, 50054, 50055, 8080}  # the five services and the web page
 COMPILERS = re.compile(
     r"(?<![\w.-])(gcc|g\+\+|cc|c\+\+|clang|build-essential|make|cmake|gfortran|[\w.+-]+-dev)(?![\w.+-])"
 )
@@ -253,7 +253,7 @@ def test_services_image_entrypoint_and_extras(services: Dockerfile) -> None:
     builder = services.stages[0]
     extras = services.resolve("${EXTRAS}", builder)
     # The default image carries no torch: only the encoder's image is built with `clip`.
-    assert "clip" not in extras.split(",") and {"redis", "triton"} <= set(extras.split(","))
+    assert "clip" not in extras.split(",") and {"redis", "triton", "web"} <= set(extras.split(","))
     assert any('".[${EXTRAS}]"' in run for run in builder.all("RUN"))
 
 

@@ -97,6 +97,16 @@ def test_readme_task_and_similar_commands_run_through_reflection(server):
     assert ("matcher", query["logit_index"]) not in {(h.model_id, h.logit_index) for h in response.hits}
 
 
+def test_readme_evidence_and_probe_images_commands_run_through_reflection(server):
+    query, stdout = readme_grpcurl('"evidence_probes"', server)
+    response = json_format.Parse(stdout, search_pb2.SearchResponse())
+    assert [len(h.evidence) for h in response.hits] == [query["evidence_probes"]] * query["top_k"]
+    query, stdout = readme_grpcurl("SearchService/GetProbeImages", server)
+    images = json_format.Parse(stdout, search_pb2.GetProbeImagesResponse()).images
+    assert [i.probe_index for i in images] == query["probe_indices"]
+    assert all(i.data.startswith(b"\x89PNG") and max(i.width, i.height) == query["size_px"] for i in images)
+
+
 def test_grpcurl_lists_the_public_api_only(server):
     result = run([tool("grpcurl"), "-plaintext", server, "list"])
     assert result.returncode == 0, result.stderr

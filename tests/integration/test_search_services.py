@@ -78,6 +78,15 @@ def test_cli_table_and_models(five, mini_world, tmp_path):
     table = procs.cli(["search", "fire truck", "--top-k", "3", "--truth", str(truth), "--address", address])
     assert table.returncode == 0, table.stderr
     assert "matcher" in table.stdout and "fire truck" in table.stdout.split("\n", 2)[2]
+    # Evidence through the five processes: the orchestrator reads each hit's model from the
+    # store service over gRPC.
+    explained = procs.cli(["search", "fire truck", "--top-k", "2", "--evidence", "3", "--address", address])
+    assert explained.returncode == 0, explained.stderr
+    lines = [line for line in explained.stdout.splitlines() if "evidence (probe: logit z / query z)" in line]
+    assert len(lines) == 2 and all(line.count("/") == 4 for line in lines)
+    too_many = procs.cli(["search", "fire truck", "--evidence", "500", "--address", address])
+    assert too_many.returncode != 0 and "evidence_probes" in too_many.stderr
+    assert "Traceback" not in too_many.stderr and len(too_many.stderr.strip().splitlines()) == 1
     models = procs.cli(["models", "--address", address])
     assert models.returncode == 0
     assert all(name in models.stdout for name in mini.MiniWorld.GOOD_MODELS)

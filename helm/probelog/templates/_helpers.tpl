@@ -198,6 +198,8 @@ TLS.
 API keys of the public API.
 */}}
 {{- define "probelog.apiKeysDir" -}}/etc/probelog/api-keys{{- end -}}
+{{/* Where the web page finds the CA that verifies the orchestrator's certificate. */}}
+{{- define "probelog.webSearchCaDir" -}}/etc/probelog/search-ca{{- end -}}
 
 {{/* The Secret with the keys file: the given one or the generated one. */}}
 {{- define "probelog.apiKeysSecretName" -}}

@@ -45,18 +45,22 @@ async def run(
     cleanup: Callable[[], Awaitable[None]] | None = None,
     ready_file: str = "",
     checks: Sequence[HealthCheck] = (),
+    on_serving: Callable[[int], Awaitable[Callable[[], Awaitable[None]]]] | None = None,
 ) -> None:
     """Serve ``servicers`` until SIGTERM/SIGINT, then drain and run ``cleanup``.
 
     The server reports SERVING while every one of ``checks`` passes (checked every
     ``settings.health_interval_s``), NOT_SERVING otherwise. ``ready_file``, when given, receives
     the bound port once the first round of checks has set the health; tests and scripts that
-    start servers on port 0 read it. With ``settings.metrics_listen_address``, Prometheus
-    metrics are served there.
+    start servers on port 0 read it. ``on_serving``, when given, is called with the bound port
+    before that (to start what talks to this server, e.g. the web page) and returns what stops
+    it, called first at shutdown. With ``settings.metrics_listen_address``, Prometheus metrics
+    are served there.
     """
     server: GrpcServer | None = None
     watcher: HealthWatcher | None = None
     metrics: MetricsEndpoint | None = None
+    stop_companion: Callable[[], Awaitable[None]] | None = None
     try:
         address = settings.address(default_port)
         if settings.metrics_listen_address:
@@ -76,11 +80,15 @@ async def run(
         await watcher.check_once()  # each service's readiness
         await server.set_live()
         watcher.start()
+        if on_serving is not None:
+            stop_companion = await on_serving(server.port)
         if ready_file:
             atomic_write_bytes(Path(ready_file), f"{server.port}\n".encode())
         logger.info("serving on port %d (pid %d)", server.port, os.getpid())
         await server.serve_until_signal(settings.grace_s)
     finally:
+        if stop_companion is not None:
+            await stop_companion()
         if watcher is not None:
             await watcher.stop()
         if metrics is not None:

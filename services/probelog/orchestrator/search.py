@@ -45,9 +45,11 @@ from probelog.common.ports import (
     iter_models,
 )
 from probelog.common.probe_sets import load_probe_set
+from probelog.core.descriptors import zscore
 from probelog.core.distance import DEFAULT_R, logit_entries
 from probelog.core.tasks import Aggregation, Candidate, ModelMatch, logit_query_descriptor, rank_models
 from probelog.orchestrator.config import DEFAULT_TASK_CANDIDATES
+from probelog.orchestrator.evidence import EvidenceTarget, ProbeThumbnails, add_evidence, logit_top_probes
 from probelog.v1 import probe_runner_pb2, search_pb2, types_pb2
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ class SearchQuery:
     exclude: tuple[str, ...] = ()
     probe_set: str = ""
     prompt_templates: tuple[str, ...] = ()
+    #: Evidence probes per hit (0: none).
+    evidence_probes: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class TaskQuery:
     exclude: tuple[str, ...] = ()
     probe_set: str = ""
     prompt_templates: tuple[str, ...] = ()
+    #: Evidence probes per assignment (0: none).
+    evidence_probes: int = 0
 
 
 @dataclass(frozen=True)
@@ -218,6 +224,7 @@ class SearchEngine:
         self.default_probe_set = default_probe_set
         self._backgrounds: dict[tuple[str, str], Background] = {}
         self._background_lock = asyncio.Lock()
+        self.thumbnails = ProbeThumbnails(store)
 
     async def register_probe_set_file(self, path: str | Path) -> types_pb2.ProbeSetInfo:
         """Register a probe-set file (idempotent) and make it the default if none is set."""
@@ -374,9 +381,12 @@ class SearchEngine:
             exclude=query.exclude,
             timeout=left,
         )
+        hits = result.hits[0]
+        if query.evidence_probes:
+            hits = await self._hits_with_evidence(ps_id, hits, descriptors[0], query.evidence_probes, timeout=left)
         done = time.perf_counter()
         return SearchResult(
-            hits=result.hits[0],
+            hits=hits,
             probe_set_id=ps_id,
             n_logits_searched=result.n_logits_searched,
             n_models_searched=result.n_models_searched,
@@ -385,6 +395,34 @@ class SearchEngine:
             rank_us=_us(done - encoded),
             total_us=_us(done - started),
         )
+
+    async def _hits_with_evidence(
+        self,
+        ps_id: str,
+        hits: Sequence[types_pb2.Hit],
+        descriptor: npt.NDArray[np.float32],
+        n: int,
+        *,
+        timeout: float | None,
+    ) -> list[types_pb2.Hit]:
+        """Copies of ``hits``, each with its logit's ``n`` best-agreeing probes against the query
+        (``descriptor``: its raw descriptor, z-scored here as the ranker does)."""
+        query_z = zscore(descriptor[None, :], what="query")[0]
+        out = []
+        for hit in hits:
+            copy = types_pb2.Hit()
+            copy.CopyFrom(hit)
+            out.append(copy)
+        targets = [EvidenceTarget(h, h.model_id, h.logit_index, query_z) for h in out]
+        await add_evidence(self.store, ps_id, targets, n, timeout=timeout)
+        return out
+
+    async def probe_images(
+        self, probe_set: str, indices: Sequence[int], size_px: int, *, timeout: float | None = None
+    ) -> tuple[str, list[search_pb2.ProbeImage]]:
+        """Thumbnails of a probe set's images, in the order of ``indices``."""
+        ps_id = (await self.resolve_probe_set(probe_set)).probe_set_id
+        return ps_id, await self.thumbnails.get(ps_id, indices, size_px, timeout=timeout)
 
     # ------------------------------------------------------------------ tasks and similar logits
 
@@ -472,6 +510,15 @@ class SearchEngine:
             per_concept, top_k=query.top_k, min_coverage=query.min_coverage, max_score=query.max_score,
             allow_shared=query.allow_shared, aggregation=query.aggregation,
         )
+        if query.evidence_probes:
+            queries_z = zscore(descriptors, what="query")
+            targets = [
+                EvidenceTarget(a, m.model_id, a.logit_index, queries_z[a.concept_index])
+                for m in models
+                for a in m.assignments
+                if a.covered
+            ]
+            await add_evidence(self.store, ps_id, targets, query.evidence_probes, timeout=left)
         done = time.perf_counter()
         return TaskResult(
             models=models, hits=[], probe_set_id=ps_id, depth=depth,
@@ -551,9 +598,13 @@ class SearchEngine:
         probe_set = await self.resolve_probe_set(probe_set_id)
         return await self.store.list_models(probe_set.probe_set_id, page_size=page_size, page_token=page_token)
 
-    async def get_model(self, model_id: str, probe_set_id: str = "") -> types_pb2.ModelInfo:
+    async def get_model(
+        self, model_id: str, probe_set_id: str = "", top_probes: int = 0
+    ) -> tuple[types_pb2.ModelInfo, list[types_pb2.LogitProbes]]:
+        """A model's info and, with ``top_probes``, each logit's strongest probes."""
         probe_set = await self.resolve_probe_set(probe_set_id)
-        return (await self.store.get_model(probe_set.probe_set_id, model_id)).info
+        stored = await self.store.get_model(probe_set.probe_set_id, model_id, include_descriptors=top_probes > 0)
+        return stored.info, logit_top_probes(stored, top_probes) if top_probes else []
 
     async def delete_model(self, model_id: str, probe_set_id: str = "", timeout: float | None = None) -> None:
         probe_set = await self.resolve_probe_set(probe_set_id)

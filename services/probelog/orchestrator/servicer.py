@@ -17,6 +17,7 @@ from probelog.common.ids import MAX_TOP_K, check_model_id, check_page_size, chec
 from probelog.common.limits import ModelLimits
 from probelog.common.ports import Concept, ImageQuery
 from probelog.core.tasks import Aggregation
+from probelog.orchestrator.evidence import check_evidence_probes, check_probe_indices, check_thumbnail_px
 from probelog.orchestrator.search import (
     IndexRequest,
     SearchEngine,
@@ -60,6 +61,7 @@ def search_query(request: pb.SearchRequest) -> SearchQuery:
         exclude=tuple(request.exclude_model_ids),
         probe_set=probe_set_field(request.probe_set_id),
         prompt_templates=tuple(request.prompt_templates),
+        evidence_probes=check_evidence_probes(request.evidence_probes),
     )
 
 
@@ -121,6 +123,7 @@ def task_query(request: pb.TaskSearchRequest) -> TaskQuery:
         exclude=tuple(request.exclude_model_ids),
         probe_set=probe_set_field(request.probe_set_id),
         prompt_templates=tuple(request.prompt_templates),
+        evidence_probes=check_evidence_probes(request.evidence_probes),
     )
 
 
@@ -214,7 +217,10 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
     @rpc
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext) -> pb.GetModelResponse:
         model_id = check_model_id(request.model_id)
-        return pb.GetModelResponse(model=await self._engine.get_model(model_id, probe_set_field(request.probe_set_id)))
+        model, logits = await self._engine.get_model(
+            model_id, probe_set_field(request.probe_set_id), check_evidence_probes(request.top_probes, field="top_probes")
+        )
+        return pb.GetModelResponse(model=model, logits=logits)
 
     @rpc
     async def DeleteModel(
@@ -278,3 +284,15 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             timings=_timings(result),
             partial=result.partial,
         )
+
+    @rpc
+    async def GetProbeImages(
+        self, request: pb.GetProbeImagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProbeImagesResponse:
+        probe_set_id, images = await self._engine.probe_images(
+            probe_set_field(request.probe_set_id),
+            check_probe_indices(request.probe_indices),
+            check_thumbnail_px(request.size_px),
+            timeout=time_remaining(context, SEARCH_TIMEOUT_S),
+        )
+        return pb.GetProbeImagesResponse(probe_set_id=probe_set_id, images=images)

@@ -21,7 +21,7 @@ TASK_AGGREGATION_WORST: TaskAggregation
 TASK_AGGREGATION_MEAN_RANK: TaskAggregation
 
 class SearchRequest(_message.Message):
-    __slots__ = ("text", "images", "top_k", "one_hit_per_model", "include_model_ids", "exclude_model_ids", "probe_set_id", "prompt_templates")
+    __slots__ = ("text", "images", "top_k", "one_hit_per_model", "include_model_ids", "exclude_model_ids", "probe_set_id", "prompt_templates", "evidence_probes")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,7 @@ class SearchRequest(_message.Message):
     EXCLUDE_MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_PROBES_FIELD_NUMBER: _ClassVar[int]
     text: str
     images: _clip_encoder_pb2.ImageSet
     top_k: int
@@ -38,7 +39,8 @@ class SearchRequest(_message.Message):
     exclude_model_ids: _containers.RepeatedScalarFieldContainer[str]
     probe_set_id: str
     prompt_templates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, text: _Optional[str] = ..., images: _Optional[_Union[_clip_encoder_pb2.ImageSet, _Mapping]] = ..., top_k: _Optional[int] = ..., one_hit_per_model: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., probe_set_id: _Optional[str] = ..., prompt_templates: _Optional[_Iterable[str]] = ...) -> None: ...
+    evidence_probes: int
+    def __init__(self, text: _Optional[str] = ..., images: _Optional[_Union[_clip_encoder_pb2.ImageSet, _Mapping]] = ..., top_k: _Optional[int] = ..., one_hit_per_model: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., probe_set_id: _Optional[str] = ..., prompt_templates: _Optional[_Iterable[str]] = ..., evidence_probes: _Optional[int] = ...) -> None: ...
 
 class StageTimings(_message.Message):
     __slots__ = ("encode_us", "rank_us", "total_us")
@@ -134,18 +136,22 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[_types_pb2.ModelInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
-    __slots__ = ("model_id", "probe_set_id")
+    __slots__ = ("model_id", "probe_set_id", "top_probes")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    TOP_PROBES_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     probe_set_id: str
-    def __init__(self, model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ...) -> None: ...
+    top_probes: int
+    def __init__(self, model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., top_probes: _Optional[int] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "logits")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    LOGITS_FIELD_NUMBER: _ClassVar[int]
     model: _types_pb2.ModelInfo
-    def __init__(self, model: _Optional[_Union[_types_pb2.ModelInfo, _Mapping]] = ...) -> None: ...
+    logits: _containers.RepeatedCompositeFieldContainer[_types_pb2.LogitProbes]
+    def __init__(self, model: _Optional[_Union[_types_pb2.ModelInfo, _Mapping]] = ..., logits: _Optional[_Iterable[_Union[_types_pb2.LogitProbes, _Mapping]]] = ...) -> None: ...
 
 class DeleteModelRequest(_message.Message):
     __slots__ = ("model_id", "probe_set_id")
@@ -204,7 +210,7 @@ class TaskConcept(_message.Message):
     def __init__(self, text: _Optional[str] = ..., images: _Optional[_Union[_clip_encoder_pb2.ImageSet, _Mapping]] = ...) -> None: ...
 
 class TaskSearchRequest(_message.Message):
-    __slots__ = ("concepts", "top_k", "min_coverage", "allow_shared_logits", "include_model_ids", "exclude_model_ids", "probe_set_id", "prompt_templates", "candidate_depth", "max_score", "aggregation")
+    __slots__ = ("concepts", "top_k", "min_coverage", "allow_shared_logits", "include_model_ids", "exclude_model_ids", "probe_set_id", "prompt_templates", "candidate_depth", "max_score", "aggregation", "evidence_probes")
     CONCEPTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MIN_COVERAGE_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +222,7 @@ class TaskSearchRequest(_message.Message):
     CANDIDATE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     MAX_SCORE_FIELD_NUMBER: _ClassVar[int]
     AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_PROBES_FIELD_NUMBER: _ClassVar[int]
     concepts: _containers.RepeatedCompositeFieldContainer[TaskConcept]
     top_k: int
     min_coverage: int
@@ -227,10 +234,11 @@ class TaskSearchRequest(_message.Message):
     candidate_depth: int
     max_score: float
     aggregation: TaskAggregation
-    def __init__(self, concepts: _Optional[_Iterable[_Union[TaskConcept, _Mapping]]] = ..., top_k: _Optional[int] = ..., min_coverage: _Optional[int] = ..., allow_shared_logits: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., probe_set_id: _Optional[str] = ..., prompt_templates: _Optional[_Iterable[str]] = ..., candidate_depth: _Optional[int] = ..., max_score: _Optional[float] = ..., aggregation: _Optional[_Union[TaskAggregation, str]] = ...) -> None: ...
+    evidence_probes: int
+    def __init__(self, concepts: _Optional[_Iterable[_Union[TaskConcept, _Mapping]]] = ..., top_k: _Optional[int] = ..., min_coverage: _Optional[int] = ..., allow_shared_logits: _Optional[bool] = ..., include_model_ids: _Optional[_Iterable[str]] = ..., exclude_model_ids: _Optional[_Iterable[str]] = ..., probe_set_id: _Optional[str] = ..., prompt_templates: _Optional[_Iterable[str]] = ..., candidate_depth: _Optional[int] = ..., max_score: _Optional[float] = ..., aggregation: _Optional[_Union[TaskAggregation, str]] = ..., evidence_probes: _Optional[int] = ...) -> None: ...
 
 class ConceptAssignment(_message.Message):
-    __slots__ = ("concept_index", "covered", "logit_index", "label", "score", "distance", "concept_rank")
+    __slots__ = ("concept_index", "covered", "logit_index", "label", "score", "distance", "concept_rank", "evidence")
     CONCEPT_INDEX_FIELD_NUMBER: _ClassVar[int]
     COVERED_FIELD_NUMBER: _ClassVar[int]
     LOGIT_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +246,7 @@ class ConceptAssignment(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     CONCEPT_RANK_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     concept_index: int
     covered: bool
     logit_index: int
@@ -245,7 +254,8 @@ class ConceptAssignment(_message.Message):
     score: float
     distance: float
     concept_rank: int
-    def __init__(self, concept_index: _Optional[int] = ..., covered: _Optional[bool] = ..., logit_index: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., concept_rank: _Optional[int] = ...) -> None: ...
+    evidence: _containers.RepeatedCompositeFieldContainer[_types_pb2.ProbeEvidence]
+    def __init__(self, concept_index: _Optional[int] = ..., covered: _Optional[bool] = ..., logit_index: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., concept_rank: _Optional[int] = ..., evidence: _Optional[_Iterable[_Union[_types_pb2.ProbeEvidence, _Mapping]]] = ...) -> None: ...
 
 class TaskMatch(_message.Message):
     __slots__ = ("model_id", "score", "coverage", "rank", "assignments")
@@ -320,3 +330,35 @@ class SimilarLogitsResponse(_message.Message):
     timings: StageTimings
     partial: bool
     def __init__(self, hits: _Optional[_Iterable[_Union[_types_pb2.Hit, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[TaskMatch, _Mapping]]] = ..., probe_set_id: _Optional[str] = ..., n_logits_searched: _Optional[int] = ..., n_models_searched: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., partial: _Optional[bool] = ...) -> None: ...
+
+class GetProbeImagesRequest(_message.Message):
+    __slots__ = ("probe_set_id", "probe_indices", "size_px")
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBE_INDICES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_PX_FIELD_NUMBER: _ClassVar[int]
+    probe_set_id: str
+    probe_indices: _containers.RepeatedScalarFieldContainer[int]
+    size_px: int
+    def __init__(self, probe_set_id: _Optional[str] = ..., probe_indices: _Optional[_Iterable[int]] = ..., size_px: _Optional[int] = ...) -> None: ...
+
+class ProbeImage(_message.Message):
+    __slots__ = ("probe_index", "data", "media_type", "width", "height")
+    PROBE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    probe_index: int
+    data: bytes
+    media_type: str
+    width: int
+    height: int
+    def __init__(self, probe_index: _Optional[int] = ..., data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class GetProbeImagesResponse(_message.Message):
+    __slots__ = ("probe_set_id", "images")
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    probe_set_id: str
+    images: _containers.RepeatedCompositeFieldContainer[ProbeImage]
+    def __init__(self, probe_set_id: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ProbeImage, _Mapping]]] = ...) -> None: ...

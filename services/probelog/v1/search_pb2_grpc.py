@@ -81,6 +81,11 @@ class SearchServiceStub:
                 request_serializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsRequest.SerializeToString,
                 response_deserializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsResponse.FromString,
                 _registered_method=True)
+        self.GetProbeImages = channel.unary_unary(
+                '/probelog.v1.SearchService/GetProbeImages',
+                request_serializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesRequest.SerializeToString,
+                response_deserializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -148,6 +153,13 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetProbeImages(self, request, context):
+        """Thumbnails (PNG) of probe images, to show the evidence of a hit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +207,11 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.SimilarLogits,
                     request_deserializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsRequest.FromString,
                     response_serializer=probelog_dot_v1_dot_search__pb2.SimilarLogitsResponse.SerializeToString,
+            ),
+            'GetProbeImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProbeImages,
+                    request_deserializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesRequest.FromString,
+                    response_serializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +459,33 @@ class SearchService:
             '/probelog.v1.SearchService/SimilarLogits',
             probelog_dot_v1_dot_search__pb2.SimilarLogitsRequest.SerializeToString,
             probelog_dot_v1_dot_search__pb2.SimilarLogitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProbeImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/probelog.v1.SearchService/GetProbeImages',
+            probelog_dot_v1_dot_search__pb2.GetProbeImagesRequest.SerializeToString,
+            probelog_dot_v1_dot_search__pb2.GetProbeImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -114,20 +114,42 @@ class LogitDescriptors(_message.Message):
     def __init__(self, n_logits: _Optional[int] = ..., r: _Optional[int] = ..., top_indices: _Optional[bytes] = ..., top_values: _Optional[bytes] = ..., offsets: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("model_id", "logit_index", "label", "score", "distance", "rank")
+    __slots__ = ("model_id", "logit_index", "label", "score", "distance", "rank", "evidence")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     LOGIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     logit_index: int
     label: str
     score: float
     distance: float
     rank: int
-    def __init__(self, model_id: _Optional[str] = ..., logit_index: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
+    evidence: _containers.RepeatedCompositeFieldContainer[ProbeEvidence]
+    def __init__(self, model_id: _Optional[str] = ..., logit_index: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., distance: _Optional[float] = ..., rank: _Optional[int] = ..., evidence: _Optional[_Iterable[_Union[ProbeEvidence, _Mapping]]] = ...) -> None: ...
+
+class ProbeEvidence(_message.Message):
+    __slots__ = ("probe_index", "logit_value", "query_value")
+    PROBE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_VALUE_FIELD_NUMBER: _ClassVar[int]
+    probe_index: int
+    logit_value: float
+    query_value: float
+    def __init__(self, probe_index: _Optional[int] = ..., logit_value: _Optional[float] = ..., query_value: _Optional[float] = ...) -> None: ...
+
+class LogitProbes(_message.Message):
+    __slots__ = ("logit_index", "label", "probes")
+    LOGIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    PROBES_FIELD_NUMBER: _ClassVar[int]
+    logit_index: int
+    label: str
+    probes: _containers.RepeatedCompositeFieldContainer[ProbeEvidence]
+    def __init__(self, logit_index: _Optional[int] = ..., label: _Optional[str] = ..., probes: _Optional[_Iterable[_Union[ProbeEvidence, _Mapping]]] = ...) -> None: ...
 
 class QueryHits(_message.Message):
     __slots__ = ("hits",)

@@ -1,0 +1,1 @@
+"""The model explorer: a web page over SearchService (search, evidence, models), for people."""
