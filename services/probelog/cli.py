@@ -31,8 +31,12 @@ from probelog.common.errors import ProbeLogError
 from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.runtime import configure_logging
 from probelog.common.settings import Settings, flat_fields, separator, split
+from probelog.probe_runner.preprocessing import PRESETS
+from probelog.v1 import types_pb2
 
 DEFAULT_ADDRESS = "localhost:50051"
+#: Labels `probelog models` prints per model.
+LABELS_SHOWN = 5
 #: Short flags for the backend URLs: ``--store redis://...``, ``--runner triton://host:8001``.
 FLAG_ALIASES = {"store_url": ("--store",), "runner_url": ("--runner",)}
 
@@ -139,7 +143,13 @@ def _index(args: argparse.Namespace) -> int:
             for name in bar:
                 bar.set_postfix_str(Path(name).name)
                 try:
-                    response = await client.index(name, probe_set_id=args.probe_set)
+                    response = await client.index(
+                        name,
+                        probe_set_id=args.probe_set,
+                        preprocessing=types_pb2.Preprocessing(preset=args.preset) if args.preset else None,
+                        output_name=args.output_name,
+                        output_kind=args.output_kind,
+                    )
                 except ProbeLogError as exc:
                     failed += 1
                     tqdm.write(f"  {name}: {status_code(exc).name}: {exc}", file=sys.stderr)
@@ -306,12 +316,20 @@ def _models(args: argparse.Namespace) -> int:
 
             print(json.dumps([json_format.MessageToDict(m) for m in models], indent=2))
             return 0
+        from probelog.probe_runner.preprocessing import describe
+
         print(f"{'model':<28} {'logits':>6}  {'source':<28} indexed")
         for m in models:
             print(
                 f"{m.model_id:<28} {m.n_logits:>6}  {m.source.model_name[-28:]:<28} "
                 f"{m.indexed_at.ToDatetime().isoformat(timespec='seconds')}"
             )
+            if m.preprocessing.height:
+                print(f"    input    {describe(m.preprocessing)}")
+                print(f"    output   {m.output_name} ({m.output_kind})")
+            if any(m.labels):
+                shown = ", ".join(m.labels[:LABELS_SHOWN]) + (", ..." if len(m.labels) > LABELS_SHOWN else "")
+                print(f"    labels   {shown}")
         print(f"{len(models)} models, {sum(m.n_logits for m in models)} logits", file=sys.stderr)
         return 0
 
@@ -387,6 +405,15 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--all", action="store_true", help="every model the runner serves that is not indexed yet")
     index.add_argument("--reindex", action="store_true", help="with --all: also models indexed already")
     index.add_argument("--quiet", action="store_true", help="no progress bar")
+    index.add_argument(
+        "--preset", choices=sorted(PRESETS),
+        help="preprocessing preset, over the model config's (README: Indexing your own models)",
+    )
+    index.add_argument("--output-name", default="", help="the output to index when a model has several")
+    index.add_argument(
+        "--output-kind", choices=["logits", "probabilities"], default="",
+        help="what the output holds (default: detected)",
+    )
     index.set_defaults(func=_index)
 
     search = client_parser("search", "find the models (and logits) that recognise a concept")

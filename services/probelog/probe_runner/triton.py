@@ -108,6 +108,8 @@ class TritonProbeBackend:
         self.endpoint = f"triton at {address}"
         self._client: Any = None
         self._load_locks: dict[str, asyncio.Lock] = {}
+        #: model name -> names of its outputs that have a Triton label file.
+        self._label_outputs: dict[str, set[str]] = {}
         #: images per second of the last probe batch per model (for logs and status).
         self.images_per_second: dict[str, float] = {}
 
@@ -227,6 +229,10 @@ class TritonProbeBackend:
             )
         ).get("config", {})
         max_batch = int(config.get("max_batch_size", 0) or 0)
+        # Outputs with a label file: Triton reads it, and answers classification requests with it.
+        self._label_outputs[model_name] = {
+            o["name"] for o in config.get("output", []) if o.get("label_filename") and "name" in o
+        }
 
         def spec(tensor: dict[str, Any]) -> pb.TensorSpec:
             dims = [int(d) for d in tensor.get("shape", [])]
@@ -243,6 +249,11 @@ class TritonProbeBackend:
             outputs=[spec(t) for t in metadata.get("outputs", [])],
             max_batch_size=max_batch,
             platform=str(metadata.get("platform") or config.get("backend") or config.get("platform") or ""),
+            parameters={
+                str(key): str(value.get("string_value", ""))
+                for key, value in (config.get("parameters") or {}).items()
+                if isinstance(value, dict)
+            },
         )
         try:
             dims = list(output_spec(model).dims)
@@ -301,7 +312,7 @@ class TritonProbeBackend:
         data = np.ascontiguousarray(inputs, dtype=dtype)
         tensor = InferInput(spec.name, list(data.shape), spec.datatype)
         tensor.set_data_from_numpy(data)
-        output = output_spec(model).name
+        output = model.output_name or output_spec(model).name
         started = time.perf_counter()
         result = await self._call(
             "ModelInfer",
@@ -322,3 +333,32 @@ class TritonProbeBackend:
         if elapsed > 0:
             self.images_per_second[model.name] = len(data) / elapsed
         return np.asarray(logits, dtype=np.float32).reshape(len(data), -1)
+
+    async def labels(self, model: pb.ServedModel, sample: npt.NDArray[np.generic]) -> list[str]:
+        """The output's label file, through Triton's classification extension: one inference of
+        ``sample`` asking for every class answers "value:index:label" per logit."""
+        output = model.output_name or output_spec(model).name
+        if output not in self._label_outputs.get(model.name, set()) or model.n_logits == 0:
+            return []
+        spec = model.inputs[0]
+        data = np.ascontiguousarray(sample, dtype=_NUMPY[spec.datatype])
+        tensor = InferInput(spec.name, list(data.shape), spec.datatype)
+        tensor.set_data_from_numpy(data)
+        result = await self._call(
+            "ModelInfer",
+            lambda c, t: c.infer(
+                model.name,
+                [tensor],
+                model_version=model.version,
+                outputs=[InferRequestedOutput(output, class_count=int(model.n_logits))],
+                client_timeout=t,
+            ),
+            model=model.name,
+        )
+        labels = [""] * model.n_logits
+        for entry in np.asarray(result.as_numpy(output)).reshape(-1):
+            text = entry.decode("utf-8", "replace") if isinstance(entry, bytes) else str(entry)
+            parts = text.split(":", 2)
+            if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(labels):
+                labels[int(parts[1])] = parts[2]
+        return labels
