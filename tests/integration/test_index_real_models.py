@@ -67,10 +67,10 @@ async def test_bad_preprocessing_and_unusable_outputs_get_a_clear_status(server,
     with pytest.raises(InvalidArgument, match="preset: 'vgg' is not one of imagenet, clip, inception, raw"):
         await client.index("resnet18", preprocessing=types_pb2.Preprocessing(preset="vgg"))
     with pytest.raises(FailedPrecondition, match="neither logits nor probabilities"):
-        await client.index("relu-head")
+        await client.index("one-hot-head")
     result = procs.cli(["index", "resnet18", "--preset", "clip", "--quiet", "--address", server.address])
     assert result.returncode == 0, result.stderr
     assert (await client.get_model("resnet18")).preprocessing.preset == "clip"
-    cli_error = procs.cli(["index", "relu-head", "--quiet", "--address", server.address])
+    cli_error = procs.cli(["index", "one-hot-head", "--quiet", "--address", server.address])
     assert cli_error.returncode == 1 and "Traceback" not in cli_error.stderr
-    assert "relu-head: FAILED_PRECONDITION: model 'relu-head' output is neither" in cli_error.stderr
+    assert "one-hot-head: FAILED_PRECONDITION: model 'one-hot-head' output is neither" in cli_error.stderr

@@ -143,13 +143,13 @@ async def test_a_softmax_output_is_detected_and_indexed_as_log_probabilities(run
 
 
 @BOTH
-async def test_outputs_that_are_neither_logits_nor_probabilities_are_refused(runners, which):
+async def test_class_decisions_are_neither_logits_nor_probabilities_and_are_refused(runners, which):
     by_runner, info, _ = runners
     runner = by_runner[which]
-    with pytest.raises(FailedPrecondition, match=r"neither logits nor probabilities.*rows sum to between"):
-        await runner.probe("relu-head", "", info.probe_set_id)
-    forced = await runner.probe("relu-head", "", info.probe_set_id, output_kind_request="logits")
-    assert forced.model.output_kind == "logits" and forced.logits.min() >= 0
+    with pytest.raises(FailedPrecondition, match=r"neither logits nor probabilities: every value is 0 or 1"):
+        await runner.probe("one-hot-head", "", info.probe_set_id)
+    forced = await runner.probe("one-hot-head", "", info.probe_set_id, output_kind_request="logits")
+    assert forced.model.output_kind == "logits" and set(np.unique(forced.logits)) == {0.0, 1.0}
 
 
 @BOTH
@@ -178,8 +178,7 @@ async def test_request_preprocessing_overrides_the_config_and_bad_values_are_ref
     by_runner, info, _ = runners
     runner = by_runner[which]
     raw = await runner.probe(
-        "echo", "", info.probe_set_id, output_kind_request="logits",  # pixels in [0, 1]: not probabilities
-        preprocessing_request=types_pb2.Preprocessing(preset="raw", resize="stretch"),
+        "echo", "", info.probe_set_id, preprocessing_request=types_pb2.Preprocessing(preset="raw", resize="stretch")
     )
     assert (raw.model.preprocessing.preset, list(raw.model.preprocessing.mean)) == ("raw", [0, 0, 0])
     assert raw.logits.min() >= 0 and raw.logits.max() <= 1

@@ -22,8 +22,8 @@ it has one), exported from torchvision or a hand-written torch module:
     Outputs ``embedding`` [16] and ``scores`` [5]; ``probelog.output: scores`` chooses.
 ``labelled``
     A small CNN with a Triton label file (``labels.txt``) on its output.
-``relu-head``
-    A small CNN ending in a ReLU: non-negative values whose rows do not sum to 1.
+``one-hot-head``
+    A small CNN whose output is its one-hot prediction: class decisions, not scores.
 """
 
 from __future__ import annotations
@@ -159,7 +159,16 @@ def build_hub(hub: Path, seed: int = 0) -> Path:
           [("embedding", "FP32", [16], ""), ("scores", "FP32", [len(LABELS)], "")], {"probelog.output": "scores"})
     write("labelled", small_cnn(len(LABELS)), torch.zeros(1, 3, 32, 32), [("images", "FP32", [3, 32, 32])],
           [("logits", "FP32", [len(LABELS)], "labels.txt")], {}, {"labels.txt": "\n".join(LABELS) + "\n"})
-    write("relu-head", nn.Sequential(small_cnn(N_CLASSES), nn.ReLU()), torch.zeros(1, 3, 32, 32),
+    class OneHot(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = small_cnn(N_CLASSES)
+
+        def forward(self, x):
+            scores = self.net(x)
+            return (scores == scores.max(dim=1, keepdim=True).values).float()
+
+    write("one-hot-head", OneHot(), torch.zeros(1, 3, 32, 32),
           [("images", "FP32", [3, 32, 32])], [("logits", "FP32", [N_CLASSES], "")], {})
     return hub
 

@@ -27,6 +27,8 @@ async def build(settings: EncoderSettings, peers: Peers) -> Built[ClipEncoder]:
         settings.clip_pretrained,
         settings.clip_config,
         settings.torch_threads,
+        device=settings.clip_device,
+        cache_dir=settings.clip_weights_dir,
     )
     encoder = ClipEncoder(
         model, store, settings.prompt_templates, settings.cache_dir or None, limits=settings.query_limits

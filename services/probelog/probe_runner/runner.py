@@ -11,9 +11,10 @@ one image input and one chosen vector output:
   parameters and a preset.
 - output: per-sample dims [n_logits] (or [1, n_logits]). With several outputs, the one the
   request or the config parameter ``probelog.output`` names, else the one named ``logits``.
-  Its values are the raw logits (paper Eq. 2); an output of probabilities (rows non-negative
-  and summing to 1) is detected and turned into log-probabilities, which differ from the
-  logits by a constant per probe; anything else is refused unless its kind is configured.
+  Its values are the raw logits (paper Eq. 2); an output of probabilities (rows in [0, 1]
+  summing to 1) is detected and turned into log-probabilities, which differ from the logits by
+  a constant per probe; an output of class decisions (only 0s and 1s) is refused unless its
+  kind is configured.
 
 Anything else is FAILED_PRECONDITION, before a single probe is run (or, for an output whose
 values are neither logits nor probabilities, after its first batch).
@@ -146,38 +147,41 @@ def output_kind(values: npt.NDArray[np.float32], configured: str, model_name: st
     values : ndarray of shape (n_probes, n_logits), float32
         The output for some probes (the first batch).
     configured : str
-        "logits", "probabilities", or "" to detect: probabilities when every value is
-        non-negative and every row sums to 1 (within 1e-3), logits when some value is negative.
+        "logits", "probabilities", or "" to detect: probabilities when there are several
+        values per probe, all in [0, 1], and every row sums to 1 (within
+        :data:`PROBABILITY_SUM_TOLERANCE`); otherwise logits. Scores such as cosine
+        similarities or sigmoid outputs rank probes as logits do, so they are kept as they are.
 
     Raises
     ------
     FailedPrecondition
         Non-finite values; probabilities configured for values outside [0, 1]; or, detecting,
-        non-negative values whose rows do not sum to 1 (sigmoid scores, counts, ReLU outputs),
-        which are neither.
+        an output of class decisions (every value 0 or 1, e.g. one-hot predictions), which is
+        neither: it does not say how strongly a logit responds.
     """
     if not np.all(np.isfinite(values)):
         raise FailedPrecondition(f"model {model_name!r} returned non-finite values (NaN or inf); nothing was stored")
-    sums = values.sum(axis=1, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
     if configured == "logits":
         return "logits"
     if configured == "probabilities":
-        if values.min() < 0 or values.max() > 1:
+        if low < 0 or high > 1:
             raise FailedPrecondition(
-                f"model {model_name!r} output is configured as probabilities but has values in "
-                f"[{values.min():g}, {values.max():g}]"
+                f"model {model_name!r} output is configured as probabilities but has values in [{low:g}, {high:g}]"
             )
         return "probabilities"
-    if values.min() < 0:
+    if values.shape[1] < 2 or low < 0 or high > 1:
         return "logits"
+    if np.all((values == 0) | (values == 1)):
+        raise FailedPrecondition(
+            f"model {model_name!r} output is neither logits nor probabilities: every value is 0 or 1 "
+            "(class decisions, e.g. one-hot predictions), which do not rank probes; index an output of "
+            f"scores, or set output_kind (the config parameter {PARAMETER_PREFIX}output_kind) to 'logits'"
+        )
+    sums = values.sum(axis=1, dtype=np.float64)
     if np.all(np.abs(sums - 1.0) <= PROBABILITY_SUM_TOLERANCE):
         return "probabilities"
-    raise FailedPrecondition(
-        f"model {model_name!r} output is neither logits nor probabilities: its values are all >= 0 "
-        f"(in [{values.min():g}, {values.max():g}]) but its rows sum to between {sums.min():g} and "
-        f"{sums.max():g}, not 1; set output_kind (or the config parameter {PARAMETER_PREFIX}output_kind) "
-        "to 'logits' to index them as they are"
-    )
+    return "logits"
 
 
 def as_logits(values: npt.NDArray[np.float32], kind: str) -> npt.NDArray[np.float32]:
