@@ -172,7 +172,7 @@ def resolve(model: pb.ServedModel, requested: types_pb2.Preprocessing | None = N
     height, width = (dims[1], dims[2]) if layout == "NCHW" else (dims[0], dims[1])
     size = []
     for name, declared in (("height", height), ("width", width)):
-        wanted = fields.get(name)
+        wanted = int(fields.get(name) or 0)
         if declared > 0 and wanted and wanted != declared:
             raise FailedPrecondition(
                 f"model {model.name!r} input {spec.name!r} has {name} {declared}, the preprocessing says {wanted}"
@@ -182,7 +182,7 @@ def resolve(model: pb.ServedModel, requested: types_pb2.Preprocessing | None = N
                 f"model {model.name!r} input {spec.name!r} has a variable {name} (dims {dims}); set it with "
                 f"the config parameter {PARAMETER_PREFIX}{name} or the request's preprocessing.{name}"
             )
-        size.append(declared if declared > 0 else int(wanted))
+        size.append(declared if declared > 0 else wanted)
     mean, std = list(fields["mean"]), list(fields["std"])
     return types_pb2.Preprocessing(
         preset=preset,

@@ -190,7 +190,8 @@ def as_logits(values: npt.NDArray[np.float32], kind: str) -> npt.NDArray[np.floa
     if kind != "probabilities":
         return values
     tiny = np.finfo(np.float32).tiny
-    return np.log(np.maximum(values, tiny)).astype(np.float32)
+    logits: npt.NDArray[np.float32] = np.log(np.maximum(values, tiny)).astype(np.float32)
+    return logits
 
 
 class ProbeRunner:

@@ -305,6 +305,21 @@ class TritonProbeBackend:
         timeout: float | None = None,
     ) -> npt.NDArray[np.float32]:
         """One batch through the model; returns its logits output as (batch, n_logits) float32."""
+        output = model.output_name or output_spec(model).name
+        started = time.perf_counter()
+        result = await self._infer(model, inputs, InferRequestedOutput(output), timeout)
+        logits = result.as_numpy(output)
+        if logits is None:
+            raise FailedPrecondition(f"model {model.name!r} returned no output {output!r}")
+        elapsed = time.perf_counter() - started
+        if elapsed > 0:
+            self.images_per_second[model.name] = len(inputs) / elapsed
+        return np.asarray(logits, dtype=np.float32).reshape(len(inputs), -1)
+
+    async def _infer(
+        self, model: pb.ServedModel, inputs: npt.NDArray[np.generic], output: Any, timeout: float | None
+    ) -> Any:
+        """One ModelInfer call of ``inputs`` (batch dimension included) asking for ``output``."""
         spec = model.inputs[0]
         dtype = _NUMPY.get(spec.datatype)
         if dtype is None:
@@ -312,27 +327,14 @@ class TritonProbeBackend:
         data = np.ascontiguousarray(inputs, dtype=dtype)
         tensor = InferInput(spec.name, list(data.shape), spec.datatype)
         tensor.set_data_from_numpy(data)
-        output = model.output_name or output_spec(model).name
-        started = time.perf_counter()
-        result = await self._call(
+        return await self._call(
             "ModelInfer",
             lambda c, t: c.infer(
-                model.name,
-                [tensor],
-                model_version=model.version,
-                outputs=[InferRequestedOutput(output)],
-                client_timeout=t,
+                model.name, [tensor], model_version=model.version, outputs=[output], client_timeout=t
             ),
             timeout=self.timeout_s if timeout is None else min(timeout, self.timeout_s),
             model=model.name,
         )
-        logits = result.as_numpy(output)
-        if logits is None:
-            raise FailedPrecondition(f"model {model.name!r} returned no output {output!r}")
-        elapsed = time.perf_counter() - started
-        if elapsed > 0:
-            self.images_per_second[model.name] = len(data) / elapsed
-        return np.asarray(logits, dtype=np.float32).reshape(len(data), -1)
 
     async def labels(self, model: pb.ServedModel, sample: npt.NDArray[np.generic]) -> list[str]:
         """The output's label file, through Triton's classification extension: one inference of
@@ -340,21 +342,7 @@ class TritonProbeBackend:
         output = model.output_name or output_spec(model).name
         if output not in self._label_outputs.get(model.name, set()) or model.n_logits == 0:
             return []
-        spec = model.inputs[0]
-        data = np.ascontiguousarray(sample, dtype=_NUMPY[spec.datatype])
-        tensor = InferInput(spec.name, list(data.shape), spec.datatype)
-        tensor.set_data_from_numpy(data)
-        result = await self._call(
-            "ModelInfer",
-            lambda c, t: c.infer(
-                model.name,
-                [tensor],
-                model_version=model.version,
-                outputs=[InferRequestedOutput(output, class_count=int(model.n_logits))],
-                client_timeout=t,
-            ),
-            model=model.name,
-        )
+        result = await self._infer(model, sample, InferRequestedOutput(output, class_count=int(model.n_logits)), None)
         labels = [""] * model.n_logits
         for entry in np.asarray(result.as_numpy(output)).reshape(-1):
             text = entry.decode("utf-8", "replace") if isinstance(entry, bytes) else str(entry)
