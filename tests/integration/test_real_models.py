@@ -173,6 +173,12 @@ async def test_a_triton_label_file_gives_a_label_per_logit(runners, which):
     assert list(unlabelled.model.labels) == []
 
 
+async def test_id2label_in_the_onnx_metadata_gives_the_in_process_runner_its_labels(runners):
+    by_runner, info, _ = runners
+    labelled = await by_runner["onnx"].probe("id2label", "", info.probe_set_id)
+    assert list(labelled.model.labels) == real_models.LABELS
+
+
 @BOTH
 async def test_request_preprocessing_overrides_the_config_and_bad_values_are_refused(runners, which):
     by_runner, info, _ = runners

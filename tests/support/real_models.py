@@ -22,6 +22,8 @@ it has one), exported from torchvision or a hand-written torch module:
     Outputs ``embedding`` [16] and ``scores`` [5]; ``probelog.output: scores`` chooses.
 ``labelled``
     A small CNN with a Triton label file (``labels.txt``) on its output.
+``id2label``
+    A small CNN whose ONNX metadata carries Hugging Face's ``id2label`` (JSON).
 ``one-hot-head``
     A small CNN whose output is its one-hot prediction: class decisions, not scores.
 """
@@ -72,6 +74,18 @@ def _export(module, example, path: Path, outputs: list[str]) -> None:
             module.eval(), (example,), path, input_names=["images"], output_names=outputs,
             dynamic_axes=axes, opset_version=17, dynamo=False,
         )
+
+
+def _add_metadata(path: Path, **entries: object) -> None:
+    """Add JSON entries to an ONNX file's metadata_props (what Hugging Face exports carry)."""
+    import json
+
+    import onnx
+
+    graph = onnx.load(path)
+    for key, value in entries.items():
+        onnx.helper.set_model_props(graph, {key: json.dumps(value)})
+    onnx.save(graph, path)
 
 
 def build_hub(hub: Path, seed: int = 0) -> Path:
@@ -159,6 +173,10 @@ def build_hub(hub: Path, seed: int = 0) -> Path:
           [("embedding", "FP32", [16], ""), ("scores", "FP32", [len(LABELS)], "")], {"probelog.output": "scores"})
     write("labelled", small_cnn(len(LABELS)), torch.zeros(1, 3, 32, 32), [("images", "FP32", [3, 32, 32])],
           [("logits", "FP32", [len(LABELS)], "labels.txt")], {}, {"labels.txt": "\n".join(LABELS) + "\n"})
+    write("id2label", small_cnn(len(LABELS)), torch.zeros(1, 3, 32, 32), [("images", "FP32", [3, 32, 32])],
+          [("logits", "FP32", [len(LABELS)], "")], {})
+    _add_metadata(hub / "id2label" / "1" / "model.onnx", id2label={str(i): label for i, label in enumerate(LABELS)})
+
     class OneHot(nn.Module):
         def __init__(self) -> None:
             super().__init__()

@@ -48,10 +48,10 @@ def test_the_metadata_decides_what_the_request_may_only_repeat():
 
 
 def test_bad_values_name_whose_fault_they_are():
-    with pytest.raises(InvalidArgument, match="std: .* has a value <= 0") as bad_request:
+    with pytest.raises(InvalidArgument, match=r"std: .* has a value <= 0") as bad_request:
         preprocessing.resolve(model([3, 8, 8]), types_pb2.Preprocessing(std=[1, 0, 1]))
     assert bad_request.value.field == "preprocessing.std"
-    with pytest.raises(FailedPrecondition, match="'probelog.mean' = '0.4;0.4' is not a number"):
+    with pytest.raises(FailedPrecondition, match=r"'probelog\.mean' = '0\.4;0\.4' is not a number"):
         preprocessing.resolve(model([3, 8, 8], mean="0.4;0.4"))
     with pytest.raises(FailedPrecondition, match="resize: 'squash' is not one of crop, stretch"):
         preprocessing.resolve(model([3, 8, 8], resize="squash"))
