@@ -30,11 +30,16 @@ from probelog.common.edge import status_code
 from probelog.common.errors import FailedPrecondition, ProbeLogError
 from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.logs import configure_logging
+from probelog.common.probe_sets import DEFAULT_BUILD_SIZE
 from probelog.common.settings import Settings, flat_fields, separator, split
+from probelog.probe_runner.preprocessing import PRESETS
+from probelog.v1 import types_pb2
 
 DEFAULT_ADDRESS = "localhost:50051"
+#: Labels `probelog models` prints per model.
+LABELS_SHOWN = 5
 #: Short flags for the backend URLs: ``--store redis://...``, ``--runner triton://host:8001``.
-FLAG_ALIASES = {"store_url": ("--store",), "runner_url": ("--runner",)}
+FLAG_ALIASES = {"store_url": ("--store",), "runner_url": ("--runner",), "clip_device": ("--device",)}
 
 
 def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, Any, None]]]]:
@@ -150,7 +155,13 @@ def _index(args: argparse.Namespace) -> int:
             for name in bar:
                 bar.set_postfix_str(Path(name).name)
                 try:
-                    response = await client.index(name, probe_set_id=args.probe_set)
+                    response = await client.index(
+                        name,
+                        probe_set_id=args.probe_set,
+                        preprocessing=types_pb2.Preprocessing(preset=args.preset) if args.preset else None,
+                        output_name=args.output_name,
+                        output_kind=args.output_kind,
+                    )
                 except ProbeLogError as exc:
                     failed += 1
                     tqdm.write(f"  {name}: {status_code(exc).name}: {exc}", file=sys.stderr)
@@ -323,12 +334,20 @@ def _models(args: argparse.Namespace) -> int:
 
             print(json.dumps([json_format.MessageToDict(m) for m in models], indent=2))
             return 0
+        from probelog.probe_runner.preprocessing import describe
+
         print(f"{'model':<28} {'logits':>6}  {'source':<28} indexed")
         for m in models:
             print(
                 f"{m.model_id:<28} {m.n_logits:>6}  {m.source.model_name[-28:]:<28} "
                 f"{m.indexed_at.ToDatetime().isoformat(timespec='seconds')}"
             )
+            if m.preprocessing.height:
+                print(f"    input    {describe(m.preprocessing)}")
+                print(f"    output   {m.output_name} ({m.output_kind})")
+            if any(m.labels):
+                shown = ", ".join(m.labels[:LABELS_SHOWN]) + (", ..." if len(m.labels) > LABELS_SHOWN else "")
+                print(f"    labels   {shown}")
         print(f"{len(models)} models, {sum(m.n_logits for m in models)} logits", file=sys.stderr)
         return 0
 
@@ -368,6 +387,68 @@ def _triton_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe_set_build(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from probelog.common.probe_sets import find_images, probe_set_id, read_probe_image, save_probe_set
+
+    if args.size < 1:
+        print(f"error: --size must be >= 1, got {args.size}", file=sys.stderr)
+        return 2
+    if not (args.out or args.store):
+        print("error: give --out FILE, --store URL, or both", file=sys.stderr)
+        return 2
+    try:
+        paths = find_images(args.source, count=args.count, seed=args.seed)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    images, skipped = [], 0
+    for path in tqdm(paths, desc="reading", unit="image", file=sys.stderr, disable=args.quiet):
+        try:
+            images.append(read_probe_image(path, args.size))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            skipped += 1
+            tqdm.write(f"  skipped {path}: {exc}", file=sys.stderr)
+    if not images:
+        print(f"error: none of the {len(paths)} files could be read", file=sys.stderr)
+        return 1
+    stacked = np.stack(images)
+    ps_id = probe_set_id(stacked)
+    where = []
+    if args.out:
+        save_probe_set(args.out, args.name, stacked)
+        where.append(args.out)
+    if args.store:
+        try:
+            asyncio.run(_register_probe_set(args.store, args.name, stacked))
+        except ProbeLogError as exc:
+            print(f"error: {status_code(exc).name}: {exc}", file=sys.stderr)
+            return 1
+        where.append(f"the store at {args.store}")
+    print(ps_id)
+    print(
+        f"probe set {args.name!r} ({ps_id}): {len(images)} images of {args.size}x{args.size} in "
+        + " and ".join(where)
+        + (f"; {skipped} unreadable files skipped" if skipped else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _register_probe_set(store_url: str, name: str, images: Any) -> None:
+    from probelog.descriptor_store.config import StoreSettings
+    from probelog.descriptor_store.main import open_store
+
+    store, _ = await open_store(StoreSettings(store_url=store_url))
+    try:
+        await store.put_probe_set(name, images)
+    finally:
+        await store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probelog", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -404,6 +485,15 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--all", action="store_true", help="every model the runner serves that is not indexed yet")
     index.add_argument("--reindex", action="store_true", help="with --all: also models indexed already")
     index.add_argument("--quiet", action="store_true", help="no progress bar")
+    index.add_argument(
+        "--preset", choices=sorted(PRESETS),
+        help="preprocessing preset, over the model config's (README: Indexing your own models)",
+    )
+    index.add_argument("--output-name", default="", help="the output to index when a model has several")
+    index.add_argument(
+        "--output-kind", choices=["logits", "probabilities"], default="",
+        help="what the output holds (default: detected)",
+    )
     index.set_defaults(func=_index)
 
     search = client_parser("search", "find the models (and logits) that recognise a concept")
@@ -457,6 +547,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe_sets = client_parser("probe-sets", "list registered probe sets (* marks the default)")
     probe_sets.set_defaults(func=_probe_sets)
+
+    probe_set = sub.add_parser("probe-set", help="make probe sets")
+    probe_set_sub = probe_set.add_subparsers(dest="probe_set_command", required=True)
+    build = probe_set_sub.add_parser(
+        "build", help="a probe-set file from a folder (or glob) of JPEG/PNG/WebP images; serve it with --probe-set-file"
+    )
+    build.add_argument("source", help="a directory (searched recursively) or a glob pattern, e.g. 'val/**/*.JPEG'")
+    build.add_argument("--name", required=True, help="the probe set's name, e.g. coco-val-4000")
+    build.add_argument("--out", help="the probe-set file to write (.npz), for a server's --probe-set-file")
+    build.add_argument("--store", help="register it in this store (file://DIR or redis://...), as the services' --store-url")
+    build.add_argument("--count", type=int, default=0, help="a sample of this many images (default: all)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    build.add_argument(
+        "--size", type=int, default=DEFAULT_BUILD_SIZE,
+        help=f"side of the stored square images (default {DEFAULT_BUILD_SIZE}); each model's preprocessing resizes from it",
+    )
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_probe_set_build)
 
     repo = sub.add_parser("triton-repo", help="write a hub of ONNX models as a Triton model repository")
     repo.add_argument("hub", help="model hub: NAME/config.pbtxt + NAME/<version>/model.onnx, or NAME.onnx files")

@@ -178,7 +178,11 @@ class ProbeLogClient:
         probe_set_id: str = "",
         labels: Sequence[str] = (),
         metadata: dict[str, str] | None = None,
+        preprocessing: types_pb2.Preprocessing | None = None,
+        output_name: str = "",
+        output_kind: str = "",
     ) -> search_pb2.IndexModelResponse:
+        """Probe and index a model; ``preprocessing`` fields that are set override its config's."""
         request = search_pb2.IndexModelRequest(
             model_name=model_name,
             model_id=model_id,
@@ -186,6 +190,9 @@ class ProbeLogClient:
             probe_set_id=probe_set_id,
             labels=list(labels),
             metadata=metadata or {},
+            preprocessing=preprocessing,
+            output_name=output_name,
+            output_kind=output_kind,
         )
         with remote_errors(self.address):
             return await self._stub.IndexModel(request, timeout=self.index_timeout_s)

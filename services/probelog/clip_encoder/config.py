@@ -13,10 +13,15 @@ PORT = 50053
 class EncoderSettings(Settings):
     #: open_clip model name, e.g. "ViT-B-32", or a custom config's name.
     clip_model: str = ""
-    #: Checkpoint path (or an open_clip pretrained tag where weights can be downloaded).
+    #: open_clip pretrained tag (e.g. "laion2b_s34b_b79k") or checkpoint path; empty for an
+    #: "hf-hub:" model; "none" builds random weights (tests only). Required otherwise.
     clip_pretrained: str = ""
     #: Optional model-config JSON registered with open_clip before loading.
     clip_config: str = ""
+    #: Where CLIP runs: "auto" (CUDA when a GPU is visible), "cpu" or "cuda" (fp16 autocast).
+    clip_device: str = "auto"
+    #: Where downloaded CLIP weights are kept across restarts ("": open_clip's default, ~/.cache).
+    clip_weights_dir: str = ""
     store_address: str = field(default="127.0.0.1:50054", metadata={"peer": True})
     #: Probe-set embeddings are cached here across restarts ("" disables the disk cache).
     cache_dir: str = "/tmp/probelog-cache"

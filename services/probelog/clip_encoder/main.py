@@ -27,6 +27,8 @@ async def build(settings: EncoderSettings, peers: Peers) -> Built[ClipEncoder]:
         settings.clip_pretrained,
         settings.clip_config,
         settings.torch_threads,
+        device=settings.clip_device,
+        cache_dir=settings.clip_weights_dir,
     )
     if settings.text_cache_size < 0:
         raise FailedPrecondition(f"text_cache_size must be >= 0, got {settings.text_cache_size}")

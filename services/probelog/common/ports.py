@@ -173,7 +173,14 @@ class ProbeRunnerPort(Protocol):
         *,
         batch_size: int = 0,
         timeout: float | None = None,
-    ) -> ProbeResult: ...
+        preprocessing_request: types_pb2.Preprocessing | None = None,
+        output_name: str = "",
+        output_kind_request: str = "",
+    ) -> ProbeResult:
+        """Logits of every probe, after the model's preprocessing (``preprocessing_request``
+        overrides its config's) from the chosen output (probabilities as log-probabilities);
+        ``ProbeResult.model`` says what was resolved."""
+        ...
 
 
 class EncoderPort(Protocol):

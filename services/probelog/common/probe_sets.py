@@ -85,3 +85,61 @@ def load_probe_set(path: str | Path) -> ProbeSet:
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{path}: not a probe set file ({exc})") from exc
     return ProbeSet(name=name, images=images)
+
+
+#: Image files a probe set is built from (by suffix, case-insensitive).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+#: Side of a built probe set's square images: above the 224 x 224 input of most models, which
+#: each model's preprocessing resizes to.
+DEFAULT_BUILD_SIZE = 256
+
+
+def find_images(source: str, *, count: int = 0, seed: int = 0) -> list[Path]:
+    """The image files of a folder (recursively) or a glob pattern, in a deterministic order.
+
+    Parameters
+    ----------
+    source : str
+        A directory, or a glob pattern (``**`` recurses).
+    count : int
+        0 keeps every file; else a sample of ``count`` files drawn with ``seed``.
+
+    Returns
+    -------
+    list of Path
+        Sorted by path (a sample keeps that order), so the same files give the same probe set.
+    """
+    import glob
+
+    root = Path(source)
+    if root.is_dir():
+        paths = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    elif glob.has_magic(source):
+        paths = [Path(p) for p in glob.glob(source, recursive=True)]
+        paths = [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    else:
+        raise ValueError(f"{source} is neither a directory nor a glob pattern")
+    paths.sort()
+    if not paths:
+        raise ValueError(f"no JPEG, PNG or WebP files in {source}")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    if count and count < len(paths):
+        chosen = np.random.default_rng(seed).choice(len(paths), size=count, replace=False)
+        paths = [paths[i] for i in sorted(chosen.tolist())]
+    return paths
+
+
+def read_probe_image(path: Path, size: int) -> npt.NDArray[np.uint8]:
+    """One image as (size, size, 3) RGB: its shorter side resized to ``size`` (bilinear), then
+    the centre cropped. Raises OSError or ValueError for a file PIL cannot decode."""
+    from PIL import Image
+
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
+    w, h = image.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)

@@ -158,6 +158,9 @@ class IndexRequest:
     probe_set: str = ""
     labels: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    preprocessing: types_pb2.Preprocessing | None = None
+    output_name: str = ""
+    output_kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -290,7 +293,15 @@ class SearchEngine:
                 raise DeadlineExceeded(f"indexing {model_id!r} ran out of time")
             return left
 
-        result = await self.runner.probe(model_name, request.model_version, ps_id, timeout=remaining())
+        result = await self.runner.probe(
+            model_name,
+            request.model_version,
+            ps_id,
+            timeout=remaining(),
+            preprocessing_request=request.preprocessing,
+            output_name=request.output_name,
+            output_kind_request=request.output_kind,
+        )
         probed = time.perf_counter()
         logits = np.asarray(result.logits, dtype=np.float32)
         if logits.ndim != 2 or logits.shape[0] != probe_set.n_probes:
@@ -301,6 +312,9 @@ class SearchEngine:
         self.limits.check_logits(n_logits, model_name)
         if labels and len(labels) != n_logits:
             raise InvalidArgument(f"{len(labels)} labels given for a model with {n_logits} logits", field="labels")
+        # The request's labels win over the model's own (its label file or id2label), which are
+        # cut to the label limit rather than refused: the caller did not write them.
+        labels = labels or tuple(label[: self.limits.max_label_chars] for label in result.model.labels)
         if self.r > probe_set.n_probes:
             raise FailedPrecondition(f"r = {self.r} exceeds the probe set's {probe_set.n_probes} probes")
         background = await self.background(ps_id, timeout=remaining())
@@ -321,6 +335,9 @@ class SearchEngine:
             calibration=types_pb2.Calibration(
                 background_id=background.background_id, n_background=background.size, k=self.k
             ),
+            preprocessing=result.model.preprocessing,
+            output_name=result.model.output_name,
+            output_kind=result.model.output_kind,
         )
         info.indexed_at.GetCurrentTime()
         sequence = await self.store.put_model(info, entries, offsets, timeout=remaining())

@@ -162,6 +162,9 @@ def index_request(request: pb.IndexModelRequest, limits: ModelLimits | None = No
         probe_set=probe_set_field(request.probe_set_id),
         labels=limits.check_labels(request.labels),
         metadata=limits.check_metadata(request.metadata),
+        preprocessing=request.preprocessing if request.HasField("preprocessing") else None,
+        output_name=request.output_name,
+        output_kind=request.output_kind,
     )
 
 

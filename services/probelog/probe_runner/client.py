@@ -11,6 +11,7 @@ from probelog.common.errors import Unavailable
 from probelog.common.ports import ProbeResult
 from probelog.v1 import probe_runner_pb2 as pb
 from probelog.v1 import probe_runner_pb2_grpc as pb_grpc
+from probelog.v1 import types_pb2
 
 
 class ProbeRunnerClient:
@@ -39,12 +40,18 @@ class ProbeRunnerClient:
         *,
         batch_size: int = 0,
         timeout: float | None = None,
+        preprocessing_request: types_pb2.Preprocessing | None = None,
+        output_name: str = "",
+        output_kind_request: str = "",
     ) -> ProbeResult:
         request = pb.ProbeRequest(
             model_name=model_name,
             model_version=model_version,
             probe_set_id=probe_set_id,
             batch_size=batch_size,
+            preprocessing=preprocessing_request,
+            output_name=output_name,
+            output_kind=output_kind_request,
         )
         model: pb.ServedModel | None = None
         chunks = []

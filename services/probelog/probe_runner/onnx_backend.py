@@ -2,17 +2,20 @@
 
 Reads the same model repository layout Triton does (``NAME/config.pbtxt``,
 ``NAME/<version>/model.onnx``); plain ``NAME.onnx`` files in the repository work too. Inputs and
-outputs come from the ONNX graph; ``max_batch_size`` from config.pbtxt when present, else from
-whether the graph's first dimension is dynamic.
+outputs come from the ONNX graph; ``max_batch_size``, ``parameters`` and outputs'
+``label_filename`` from config.pbtxt when present (else batching from whether the graph's first
+dimension is dynamic). Labels come from the output's label file, else from an ``id2label``
+entry (JSON) in the ONNX model's metadata.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,14 @@ _ORT_TYPES = {
     "tensor(int32)": "INT32",
 }
 _MAX_BATCH = re.compile(r"^\s*max_batch_size\s*:\s*(\d+)", re.MULTILINE)
+# The config.pbtxt entries read here, in protobuf text format: `parameters { key: "K" value {
+# string_value: "V" } }`, and `label_filename: "F"` inside an output's braces beside its name.
+_PARAMETER = re.compile(
+    r'parameters\s*:?\s*\{\s*key\s*:\s*"([^"]*)"\s*value\s*:?\s*\{\s*string_value\s*:\s*"([^"]*)"\s*\}\s*\}'
+)
+_BLOCK = re.compile(r"\{[^{}]*\}")
+_NAME = re.compile(r'\bname\s*:\s*"([^"]+)"')
+_LABEL_FILE = re.compile(r'\blabel_filename\s*:\s*"([^"]+)"')
 #: max_batch_size for a dynamic-batch ONNX model without a config.pbtxt.
 DEFAULT_MAX_BATCH = 256
 
@@ -43,6 +54,19 @@ class _Entry:
     version: str
     path: Path
     max_batch_size: int | None  # from config.pbtxt, None when absent
+    parameters: dict[str, str] = field(default_factory=dict)
+    label_files: dict[str, Path] = field(default_factory=dict)  # output name -> its label file
+
+
+def read_config(text: str, model_dir: Path) -> tuple[dict[str, str], dict[str, Path]]:
+    """A config.pbtxt's string parameters and its outputs' label files (paths in ``model_dir``)."""
+    parameters = {key: value for key, value in _PARAMETER.findall(text)}
+    label_files = {}
+    for block in _BLOCK.findall(text):
+        name, label_file = _NAME.search(block), _LABEL_FILE.search(block)
+        if name and label_file:
+            label_files[name.group(1)] = model_dir / label_file.group(1)
+    return parameters, label_files
 
 
 def _versions(model_dir: Path) -> list[tuple[int, Path]]:
@@ -77,6 +101,8 @@ class OnnxProbeBackend:
         self._sessions: dict[Path, Any] = {}
         # (name, version) -> file, filled by describe() so inference needs no directory scan.
         self._paths: dict[tuple[str, str], Path] = {}
+        # (name, version) -> its entry, for the label files.
+        self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
 
     async def ping(self, timeout: float) -> None:
@@ -103,10 +129,16 @@ class OnnxProbeBackend:
     def _entries_of_dir(self, model_dir: Path) -> list[_Entry]:
         config = model_dir / "config.pbtxt"
         max_batch = None
+        parameters: dict[str, str] = {}
+        label_files: dict[str, Path] = {}
         if config.exists():
-            match = _MAX_BATCH.search(config.read_text(encoding="utf-8"))
+            text = config.read_text(encoding="utf-8")
+            match = _MAX_BATCH.search(text)
             max_batch = int(match.group(1)) if match else 0
-        return [_Entry(model_dir.name, str(v), p, max_batch) for v, p in _versions(model_dir)]
+            parameters, label_files = read_config(text, model_dir)
+        return [
+            _Entry(model_dir.name, str(v), p, max_batch, parameters, label_files) for v, p in _versions(model_dir)
+        ]
 
     def _resolve(self, model_name: str, model_version: str) -> _Entry:
         path = Path(model_name)
@@ -158,6 +190,7 @@ class OnnxProbeBackend:
         entry = self._resolve(model_name, model_version)
         session = self._session(entry.path)
         self._paths[(model_name, entry.version)] = entry.path
+        self._entries[(model_name, entry.version)] = entry
         inputs, outputs = session.get_inputs(), session.get_outputs()
         dynamic = bool(inputs) and not isinstance(inputs[0].shape[0], int)
         if entry.max_batch_size is not None:
@@ -179,6 +212,7 @@ class OnnxProbeBackend:
             outputs=[spec(a) for a in outputs],
             max_batch_size=max_batch,
             platform="onnxruntime_onnx",
+            parameters=entry.parameters,
         )
         if len(model.outputs) == 1 and model.outputs[0].dims:
             model.n_logits = max(int(model.outputs[0].dims[-1]), 0)
@@ -208,7 +242,7 @@ class OnnxProbeBackend:
         if path is None:
             path = self._resolve(model.name, model.version).path
         session = self._session(path)
-        output = "logits" if len(model.outputs) > 1 else model.outputs[0].name
+        output = model.output_name or ("logits" if len(model.outputs) > 1 else model.outputs[0].name)
         (result,) = session.run([output], {model.inputs[0].name: inputs})
         return np.asarray(result, dtype=np.float32)
 
@@ -220,3 +254,27 @@ class OnnxProbeBackend:
         timeout: float | None = None,
     ) -> npt.NDArray[np.float32]:
         return await asyncio.to_thread(self._infer_sync, model, inputs)
+
+    def _labels_sync(self, model: pb.ServedModel) -> list[str]:
+        entry = self._entries.get((model.name, model.version)) or self._resolve(model.name, model.version)
+        label_file = entry.label_files.get(model.output_name)
+        if label_file is not None:
+            try:
+                return label_file.read_text(encoding="utf-8").splitlines()[: model.n_logits or None]
+            except OSError as exc:
+                raise FailedPrecondition(
+                    f"model {model.name!r}: cannot read its label file {label_file.name}: {exc.strerror}"
+                ) from None
+        metadata = self._session(entry.path).get_modelmeta().custom_metadata_map
+        if "id2label" not in metadata:
+            return []
+        try:
+            id2label = json.loads(metadata["id2label"])
+            if isinstance(id2label, dict):
+                id2label = [id2label.get(str(i), "") for i in range(model.n_logits)]
+            return [str(label) for label in id2label]
+        except (ValueError, TypeError):
+            raise FailedPrecondition(f"model {model.name!r}: its id2label metadata is not JSON") from None
+
+    async def labels(self, model: pb.ServedModel, sample: npt.NDArray[np.generic]) -> list[str]:
+        return await asyncio.to_thread(self._labels_sync, model)

@@ -73,6 +73,9 @@ class ProbeRunnerServicer(pb_grpc.ProbeRunnerServiceServicer):
             check_probe_set_id(request.probe_set_id),
             batch_size=request.batch_size,
             timeout=time_remaining(context),
+            preprocessing_request=request.preprocessing if request.HasField("preprocessing") else None,
+            output_name=request.output_name,
+            output_kind_request=request.output_kind,
         ):
             response = pb.ProbeResponse(probe_offset=offset, logits=convert.to_matrix(logits))
             if first:

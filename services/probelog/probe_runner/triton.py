@@ -108,6 +108,8 @@ class TritonProbeBackend:
         self.endpoint = f"triton at {address}"
         self._client: Any = None
         self._load_locks: dict[str, asyncio.Lock] = {}
+        #: model name -> names of its outputs that have a Triton label file.
+        self._label_outputs: dict[str, set[str]] = {}
         #: images per second of the last probe batch per model (for logs and status).
         self.images_per_second: dict[str, float] = {}
 
@@ -236,6 +238,10 @@ class TritonProbeBackend:
             )
         ).get("config", {})
         max_batch = int(config.get("max_batch_size", 0) or 0)
+        # Outputs with a label file: Triton reads it, and answers classification requests with it.
+        self._label_outputs[model_name] = {
+            o["name"] for o in config.get("output", []) if o.get("label_filename") and "name" in o
+        }
 
         def spec(tensor: dict[str, Any]) -> pb.TensorSpec:
             dims = [int(d) for d in tensor.get("shape", [])]
@@ -252,6 +258,11 @@ class TritonProbeBackend:
             outputs=[spec(t) for t in metadata.get("outputs", [])],
             max_batch_size=max_batch,
             platform=str(metadata.get("platform") or config.get("backend") or config.get("platform") or ""),
+            parameters={
+                str(key): str(value.get("string_value", ""))
+                for key, value in (config.get("parameters") or {}).items()
+                if isinstance(value, dict)
+            },
         )
         try:
             dims = list(output_spec(model).dims)
@@ -303,6 +314,21 @@ class TritonProbeBackend:
         timeout: float | None = None,
     ) -> npt.NDArray[np.float32]:
         """One batch through the model; returns its logits output as (batch, n_logits) float32."""
+        output = model.output_name or output_spec(model).name
+        started = time.perf_counter()
+        result = await self._infer(model, inputs, InferRequestedOutput(output), timeout)
+        logits = result.as_numpy(output)
+        if logits is None:
+            raise FailedPrecondition(f"model {model.name!r} returned no output {output!r}")
+        elapsed = time.perf_counter() - started
+        if elapsed > 0:
+            self.images_per_second[model.name] = len(inputs) / elapsed
+        return np.asarray(logits, dtype=np.float32).reshape(len(inputs), -1)
+
+    async def _infer(
+        self, model: pb.ServedModel, inputs: npt.NDArray[np.generic], output: Any, timeout: float | None
+    ) -> Any:
+        """One ModelInfer call of ``inputs`` (batch dimension included) asking for ``output``."""
         spec = model.inputs[0]
         dtype = _NUMPY.get(spec.datatype)
         if dtype is None:
@@ -310,24 +336,26 @@ class TritonProbeBackend:
         data = np.ascontiguousarray(inputs, dtype=dtype)
         tensor = InferInput(spec.name, list(data.shape), spec.datatype)
         tensor.set_data_from_numpy(data)
-        output = output_spec(model).name
-        started = time.perf_counter()
-        result = await self._call(
+        return await self._call(
             "ModelInfer",
             lambda c, t: c.infer(
-                model.name,
-                [tensor],
-                model_version=model.version,
-                outputs=[InferRequestedOutput(output)],
-                client_timeout=t,
+                model.name, [tensor], model_version=model.version, outputs=[output], client_timeout=t
             ),
             timeout=self.timeout_s if timeout is None else min(timeout, self.timeout_s),
             model=model.name,
         )
-        logits = result.as_numpy(output)
-        if logits is None:
-            raise FailedPrecondition(f"model {model.name!r} returned no output {output!r}")
-        elapsed = time.perf_counter() - started
-        if elapsed > 0:
-            self.images_per_second[model.name] = len(data) / elapsed
-        return np.asarray(logits, dtype=np.float32).reshape(len(data), -1)
+
+    async def labels(self, model: pb.ServedModel, sample: npt.NDArray[np.generic]) -> list[str]:
+        """The output's label file, through Triton's classification extension: one inference of
+        ``sample`` asking for every class answers "value:index:label" per logit."""
+        output = model.output_name or output_spec(model).name
+        if output not in self._label_outputs.get(model.name, set()) or model.n_logits == 0:
+            return []
+        result = await self._infer(model, sample, InferRequestedOutput(output, class_count=int(model.n_logits)), None)
+        labels = [""] * model.n_logits
+        for entry in np.asarray(result.as_numpy(output)).reshape(-1):
+            text = entry.decode("utf-8", "replace") if isinstance(entry, bytes) else str(entry)
+            parts = text.split(":", 2)
+            if len(parts) == 3 and parts[1].isdigit() and int(parts[1]) < len(labels):
+                labels[int(parts[1])] = parts[2]
+        return labels

@@ -143,6 +143,19 @@ def model_config(name: str, config_file: Path | None, onnx_file: Path, backend: 
     return str(text_format.MessageToString(config))
 
 
+def _copy_label_files(config_file: Path, staging: Path) -> None:
+    """The outputs' label files (``label_filename``) go beside the config, where Triton reads them."""
+    from probelog.probe_runner.onnx_backend import read_config
+
+    _, label_files = read_config(config_file.read_text(encoding="utf-8"), config_file.parent)
+    for label_file in label_files.values():
+        if not label_file.is_file():
+            raise FailedPrecondition(f"{config_file}: its label file {label_file.name} is missing")
+        target = staging / label_file.relative_to(config_file.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _place(label_file, target)
+
+
 def _place(source: Path, target: Path) -> None:
     """Hard-link when the file system allows (hubs can be large), else copy."""
     try:
@@ -165,6 +178,8 @@ def write_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
     try:
         (staging / "config.pbtxt").write_text(model_config(name, config_file, versions[-1][1], backend), encoding="utf-8")
+        if config_file is not None:
+            _copy_label_files(config_file, staging)
         for version, onnx_file in versions:
             folder = staging / version
             folder.mkdir()

@@ -25,37 +25,41 @@ _sym_db = _symbol_database.Default()
 from probelog.v1 import types_pb2 as probelog_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprobelog/v1/probe_runner.proto\x12\x0bprobelog.v1\x1a\x17probelog/v1/types.proto\":\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\x0c\n\x04\x64ims\x18\x03 \x03(\x03\"\xca\x01\n\x0bServedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\'\n\x06inputs\x18\x04 \x03(\x0b\x32\x17.probelog.v1.TensorSpec\x12(\n\x07outputs\x18\x05 \x03(\x0b\x32\x17.probelog.v1.TensorSpec\x12\x16\n\x0emax_batch_size\x18\x06 \x01(\r\x12\x10\n\x08n_logits\x18\x07 \x01(\r\x12\x10\n\x08platform\x18\x08 \x01(\t\"-\n\x17ListServedModelsRequest\x12\x12\n\nready_only\x18\x01 \x01(\x08\"D\n\x18ListServedModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.probelog.v1.ServedModel\"B\n\x15GetServedModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"A\n\x16GetServedModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.probelog.v1.ServedModel\",\n\x16LoadServedModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"B\n\x17LoadServedModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.probelog.v1.ServedModel\".\n\x18UnloadServedModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\x1b\n\x19UnloadServedModelResponse\"c\n\x0cProbeRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0cprobe_set_id\x18\x03 \x01(\t\x12\x12\n\nbatch_size\x18\x04 \x01(\r\"\x93\x01\n\rProbeResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.probelog.v1.ServedModel\x12\x14\n\x0cprobe_offset\x18\x02 \x01(\r\x12(\n\x06logits\x18\x03 \x01(\x0b\x32\x18.probelog.v1.FloatMatrix\x12\x19\n\x11images_per_second\x18\x04 \x01(\x01\x32\xd4\x03\n\x12ProbeRunnerService\x12_\n\x10ListServedModels\x12$.probelog.v1.ListServedModelsRequest\x1a%.probelog.v1.ListServedModelsResponse\x12Y\n\x0eGetServedModel\x12\".probelog.v1.GetServedModelRequest\x1a#.probelog.v1.GetServedModelResponse\x12\\\n\x0fLoadServedModel\x12#.probelog.v1.LoadServedModelRequest\x1a$.probelog.v1.LoadServedModelResponse\x12\x62\n\x11UnloadServedModel\x12%.probelog.v1.UnloadServedModelRequest\x1a&.probelog.v1.UnloadServedModelResponse\x12@\n\x05Probe\x12\x19.probelog.v1.ProbeRequest\x1a\x1a.probelog.v1.ProbeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprobelog/v1/probe_runner.proto\x12\x0bprobelog.v1\x1a\x17probelog/v1/types.proto\":\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\x0c\n\x04\x64ims\x18\x03 \x03(\x03\"\xa8\x03\n\x0bServedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\'\n\x06inputs\x18\x04 \x03(\x0b\x32\x17.probelog.v1.TensorSpec\x12(\n\x07outputs\x18\x05 \x03(\x0b\x32\x17.probelog.v1.TensorSpec\x12\x16\n\x0emax_batch_size\x18\x06 \x01(\r\x12\x10\n\x08n_logits\x18\x07 \x01(\r\x12\x10\n\x08platform\x18\x08 \x01(\t\x12<\n\nparameters\x18\t \x03(\x0b\x32(.probelog.v1.ServedModel.ParametersEntry\x12\x0e\n\x06labels\x18\n \x03(\t\x12\x31\n\rpreprocessing\x18\x0b \x01(\x0b\x32\x1a.probelog.v1.Preprocessing\x12\x13\n\x0boutput_name\x18\x0c \x01(\t\x12\x13\n\x0boutput_kind\x18\r \x01(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x17ListServedModelsRequest\x12\x12\n\nready_only\x18\x01 \x01(\x08\"D\n\x18ListServedModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.probelog.v1.ServedModel\"B\n\x15GetServedModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"A\n\x16GetServedModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.probelog.v1.ServedModel\",\n\x16LoadServedModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"B\n\x17LoadServedModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.probelog.v1.ServedModel\".\n\x18UnloadServedModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\x1b\n\x19UnloadServedModelResponse\"\xc0\x01\n\x0cProbeRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0cprobe_set_id\x18\x03 \x01(\t\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x31\n\rpreprocessing\x18\x05 \x01(\x0b\x32\x1a.probelog.v1.Preprocessing\x12\x13\n\x0boutput_name\x18\x06 \x01(\t\x12\x13\n\x0boutput_kind\x18\x07 \x01(\t\"\x93\x01\n\rProbeResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.probelog.v1.ServedModel\x12\x14\n\x0cprobe_offset\x18\x02 \x01(\r\x12(\n\x06logits\x18\x03 \x01(\x0b\x32\x18.probelog.v1.FloatMatrix\x12\x19\n\x11images_per_second\x18\x04 \x01(\x01\x32\xd4\x03\n\x12ProbeRunnerService\x12_\n\x10ListServedModels\x12$.probelog.v1.ListServedModelsRequest\x1a%.probelog.v1.ListServedModelsResponse\x12Y\n\x0eGetServedModel\x12\".probelog.v1.GetServedModelRequest\x1a#.probelog.v1.GetServedModelResponse\x12\\\n\x0fLoadServedModel\x12#.probelog.v1.LoadServedModelRequest\x1a$.probelog.v1.LoadServedModelResponse\x12\x62\n\x11UnloadServedModel\x12%.probelog.v1.UnloadServedModelRequest\x1a&.probelog.v1.UnloadServedModelResponse\x12@\n\x05Probe\x12\x19.probelog.v1.ProbeRequest\x1a\x1a.probelog.v1.ProbeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'probelog.v1.probe_runner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SERVEDMODEL_PARAMETERSENTRY']._loaded_options = None
+  _globals['_SERVEDMODEL_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_TENSORSPEC']._serialized_start=72
   _globals['_TENSORSPEC']._serialized_end=130
   _globals['_SERVEDMODEL']._serialized_start=133
-  _globals['_SERVEDMODEL']._serialized_end=335
-  _globals['_LISTSERVEDMODELSREQUEST']._serialized_start=337
-  _globals['_LISTSERVEDMODELSREQUEST']._serialized_end=382
-  _globals['_LISTSERVEDMODELSRESPONSE']._serialized_start=384
-  _globals['_LISTSERVEDMODELSRESPONSE']._serialized_end=452
-  _globals['_GETSERVEDMODELREQUEST']._serialized_start=454
-  _globals['_GETSERVEDMODELREQUEST']._serialized_end=520
-  _globals['_GETSERVEDMODELRESPONSE']._serialized_start=522
-  _globals['_GETSERVEDMODELRESPONSE']._serialized_end=587
-  _globals['_LOADSERVEDMODELREQUEST']._serialized_start=589
-  _globals['_LOADSERVEDMODELREQUEST']._serialized_end=633
-  _globals['_LOADSERVEDMODELRESPONSE']._serialized_start=635
-  _globals['_LOADSERVEDMODELRESPONSE']._serialized_end=701
-  _globals['_UNLOADSERVEDMODELREQUEST']._serialized_start=703
-  _globals['_UNLOADSERVEDMODELREQUEST']._serialized_end=749
-  _globals['_UNLOADSERVEDMODELRESPONSE']._serialized_start=751
-  _globals['_UNLOADSERVEDMODELRESPONSE']._serialized_end=778
-  _globals['_PROBEREQUEST']._serialized_start=780
-  _globals['_PROBEREQUEST']._serialized_end=879
-  _globals['_PROBERESPONSE']._serialized_start=882
-  _globals['_PROBERESPONSE']._serialized_end=1029
-  _globals['_PROBERUNNERSERVICE']._serialized_start=1032
-  _globals['_PROBERUNNERSERVICE']._serialized_end=1500
+  _globals['_SERVEDMODEL']._serialized_end=557
+  _globals['_SERVEDMODEL_PARAMETERSENTRY']._serialized_start=508
+  _globals['_SERVEDMODEL_PARAMETERSENTRY']._serialized_end=557
+  _globals['_LISTSERVEDMODELSREQUEST']._serialized_start=559
+  _globals['_LISTSERVEDMODELSREQUEST']._serialized_end=604
+  _globals['_LISTSERVEDMODELSRESPONSE']._serialized_start=606
+  _globals['_LISTSERVEDMODELSRESPONSE']._serialized_end=674
+  _globals['_GETSERVEDMODELREQUEST']._serialized_start=676
+  _globals['_GETSERVEDMODELREQUEST']._serialized_end=742
+  _globals['_GETSERVEDMODELRESPONSE']._serialized_start=744
+  _globals['_GETSERVEDMODELRESPONSE']._serialized_end=809
+  _globals['_LOADSERVEDMODELREQUEST']._serialized_start=811
+  _globals['_LOADSERVEDMODELREQUEST']._serialized_end=855
+  _globals['_LOADSERVEDMODELRESPONSE']._serialized_start=857
+  _globals['_LOADSERVEDMODELRESPONSE']._serialized_end=923
+  _globals['_UNLOADSERVEDMODELREQUEST']._serialized_start=925
+  _globals['_UNLOADSERVEDMODELREQUEST']._serialized_end=971
+  _globals['_UNLOADSERVEDMODELRESPONSE']._serialized_start=973
+  _globals['_UNLOADSERVEDMODELRESPONSE']._serialized_end=1000
+  _globals['_PROBEREQUEST']._serialized_start=1003
+  _globals['_PROBEREQUEST']._serialized_end=1195
+  _globals['_PROBERESPONSE']._serialized_start=1198
+  _globals['_PROBERESPONSE']._serialized_end=1345
+  _globals['_PROBERUNNERSERVICE']._serialized_start=1348
+  _globals['_PROBERUNNERSERVICE']._serialized_end=1816
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,14 @@ class TensorSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ServedModel(_message.Message):
-    __slots__ = ("name", "version", "state", "inputs", "outputs", "max_batch_size", "n_logits", "platform")
+    __slots__ = ("name", "version", "state", "inputs", "outputs", "max_batch_size", "n_logits", "platform", "parameters", "labels", "preprocessing", "output_name", "output_kind")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +34,11 @@ class ServedModel(_message.Message):
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     N_LOGITS_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     state: str
@@ -35,7 +47,12 @@ class ServedModel(_message.Message):
     max_batch_size: int
     n_logits: int
     platform: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., n_logits: _Optional[int] = ..., platform: _Optional[str] = ...) -> None: ...
+    parameters: _containers.ScalarMap[str, str]
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    preprocessing: _types_pb2.Preprocessing
+    output_name: str
+    output_kind: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorSpec, _Mapping]]] = ..., max_batch_size: _Optional[int] = ..., n_logits: _Optional[int] = ..., platform: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Iterable[str]] = ..., preprocessing: _Optional[_Union[_types_pb2.Preprocessing, _Mapping]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[str] = ...) -> None: ...
 
 class ListServedModelsRequest(_message.Message):
     __slots__ = ("ready_only",)
@@ -86,16 +103,22 @@ class UnloadServedModelResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ProbeRequest(_message.Message):
-    __slots__ = ("model_name", "model_version", "probe_set_id", "batch_size")
+    __slots__ = ("model_name", "model_version", "probe_set_id", "batch_size", "preprocessing", "output_name", "output_kind")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     probe_set_id: str
     batch_size: int
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    preprocessing: _types_pb2.Preprocessing
+    output_name: str
+    output_kind: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., batch_size: _Optional[int] = ..., preprocessing: _Optional[_Union[_types_pb2.Preprocessing, _Mapping]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[str] = ...) -> None: ...
 
 class ProbeResponse(_message.Message):
     __slots__ = ("model", "probe_offset", "logits", "images_per_second")

@@ -69,7 +69,7 @@ class SearchResponse(_message.Message):
     def __init__(self, hits: _Optional[_Iterable[_Union[_types_pb2.Hit, _Mapping]]] = ..., probe_set_id: _Optional[str] = ..., n_logits_searched: _Optional[int] = ..., n_models_searched: _Optional[int] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class IndexModelRequest(_message.Message):
-    __slots__ = ("model_name", "model_version", "model_id", "probe_set_id", "labels", "metadata")
+    __slots__ = ("model_name", "model_version", "model_id", "probe_set_id", "labels", "metadata", "preprocessing", "output_name", "output_kind")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,13 +83,19 @@ class IndexModelRequest(_message.Message):
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     model_id: str
     probe_set_id: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    preprocessing: _types_pb2.Preprocessing
+    output_name: str
+    output_kind: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., preprocessing: _Optional[_Union[_types_pb2.Preprocessing, _Mapping]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[str] = ...) -> None: ...
 
 class IndexTimings(_message.Message):
     __slots__ = ("probe_us", "descriptors_us", "store_us", "searchable_us", "total_us")

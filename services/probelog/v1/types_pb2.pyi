@@ -70,8 +70,34 @@ class Calibration(_message.Message):
     k: int
     def __init__(self, background_id: _Optional[str] = ..., n_background: _Optional[int] = ..., k: _Optional[int] = ...) -> None: ...
 
+class Preprocessing(_message.Message):
+    __slots__ = ("preset", "height", "width", "resize", "crop_fraction", "value_range", "mean", "std", "channel_order", "layout", "datatype")
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    CROP_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_ORDER_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    DATATYPE_FIELD_NUMBER: _ClassVar[int]
+    preset: str
+    height: int
+    width: int
+    resize: str
+    crop_fraction: float
+    value_range: str
+    mean: _containers.RepeatedScalarFieldContainer[float]
+    std: _containers.RepeatedScalarFieldContainer[float]
+    channel_order: str
+    layout: str
+    datatype: str
+    def __init__(self, preset: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., resize: _Optional[str] = ..., crop_fraction: _Optional[float] = ..., value_range: _Optional[str] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., channel_order: _Optional[str] = ..., layout: _Optional[str] = ..., datatype: _Optional[str] = ...) -> None: ...
+
 class ModelInfo(_message.Message):
-    __slots__ = ("model_id", "probe_set_id", "n_logits", "labels", "metadata", "source", "indexed_at", "r", "calibration")
+    __slots__ = ("model_id", "probe_set_id", "n_logits", "labels", "metadata", "source", "indexed_at", "r", "calibration", "preprocessing", "output_name", "output_kind")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +114,9 @@ class ModelInfo(_message.Message):
     INDEXED_AT_FIELD_NUMBER: _ClassVar[int]
     R_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_KIND_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     probe_set_id: str
     n_logits: int
@@ -97,7 +126,10 @@ class ModelInfo(_message.Message):
     indexed_at: _timestamp_pb2.Timestamp
     r: int
     calibration: Calibration
-    def __init__(self, model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., n_logits: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., r: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ...) -> None: ...
+    preprocessing: Preprocessing
+    output_name: str
+    output_kind: str
+    def __init__(self, model_id: _Optional[str] = ..., probe_set_id: _Optional[str] = ..., n_logits: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[ModelSource, _Mapping]] = ..., indexed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., r: _Optional[int] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., output_name: _Optional[str] = ..., output_kind: _Optional[str] = ...) -> None: ...
 
 class LogitDescriptors(_message.Message):
     __slots__ = ("n_logits", "r", "top_indices", "top_values", "offsets")
