@@ -22,7 +22,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   log "installing the package and its dependencies into $VENV (torch is large: a few minutes)"
   # pip warns about each configured local index that this machine lacks; those lines are noise.
   "$VENV/bin/python" -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
-  "$VENV/bin/python" -m pip install --quiet -e ".[clip,redis,triton,fast,web,dev]" -e ./tools \
+  "$VENV/bin/python" -m pip install --quiet -e ".[clip,redis,triton,fast,web,tracing,dev]" -e ./tools \
     2> >(grep -v "is ignored: it is neither" >&2)
   echo "$want" > "$STAMP"
 fi

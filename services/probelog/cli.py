@@ -32,6 +32,7 @@ from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.logs import configure_logging
 from probelog.common.probe_sets import DEFAULT_BUILD_SIZE
 from probelog.common.settings import Settings, flat_fields, separator, split
+from probelog.common.tracing import configure_tracing
 from probelog.probe_runner.preprocessing import PRESETS
 from probelog.v1 import types_pb2
 
@@ -107,7 +108,9 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    stop_tracing = None
     try:
+        stop_tracing = configure_tracing(service)
         asyncio.run(serve(settings, ready_file=args.ready_file or ""))
     except ProbeLogError as exc:
         logging.getLogger("probelog").error("cannot start %s: %s", service, exc)
@@ -115,6 +118,9 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         logging.getLogger("probelog").error("cannot start %s: %s", service, exc)
         return 1
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()  # flushes the spans still buffered
     return 0
 
 

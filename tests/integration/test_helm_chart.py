@@ -1145,3 +1145,15 @@ def test_notes_say_where_the_web_page_is(tmp_path: Path) -> None:
     assert "model explorer" not in render_notes(tmp_path / "b", "rel", ())
     ingress = render_notes(tmp_path / "c", "probelog", ("-f", str(PRODUCTION_VALUES)))
     assert "https://probelog.ml.example.com/" in ingress
+
+
+def test_tracing_env_only_with_an_endpoint(default_docs: list[dict[str, Any]]) -> None:
+    for workload in workloads(default_docs):
+        if component(workload) in GRPC_SERVICES:
+            assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in container_env(default_docs, workload)
+    docs = render("rel", ("--set", "tracing.otlpEndpoint=http://otel-collector.monitoring:4317"))
+    for name in GRPC_SERVICES:
+        for workload in of_component(docs, name):
+            env = container_env(docs, workload)
+            assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4317"
+            assert env["OTEL_SERVICE_NAME"] == f"probelog-{name}"

@@ -166,3 +166,60 @@ def test_a_bad_log_format_or_metrics_address_is_one_clear_line(tmp_path):
     ])
     assert result.returncode == 1 and "cannot serve metrics on nowhere" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def spans_in(text: str) -> list[dict]:
+    """The spans a console exporter wrote into a process's output, one JSON object a line."""
+    return [line for line in json_lines(text) if "context" in line and "trace_id" in line.get("context", {})]
+
+
+def test_one_search_is_one_trace_across_the_services(mini_world, tmp_path):
+    # Four processes with the console exporter (the standard OTEL_* variables): the orchestrator's
+    # Search span and the store's, the encoder's and the ranker's server spans share one trace.
+    flags = mini.service_flags(mini_world)
+    started: list[procs.Service] = []
+
+    def env(role: str) -> dict[str, str]:
+        return procs.test_env(OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME=f"test-{role}")
+
+    try:
+        store = procs.start("store", ["descriptor-store", "--store-url", f"file://{tmp_path / 'store'}"], tmp_path, env=env("store"))
+        started.append(store)
+        encoder = procs.start("encoder", ["clip-encoder", *flags["clip"], "--store-address", store.address], tmp_path, env=env("encoder"))
+        started.append(encoder)
+        ranker = procs.start("ranker", ["ranker", "--store-address", store.address], tmp_path, env=env("ranker"))
+        started.append(ranker)
+        orchestrator = procs.start("orchestrator", [
+            "orchestrator", *flags["orchestrator"], "--store-address", store.address,
+            "--runner-address", f"127.0.0.1:{free_port()}", "--encoder-address", encoder.address,
+            "--ranker-addresses", ranker.address,
+        ], tmp_path, env=env("orchestrator"))
+        started.append(orchestrator)
+        with grpc.insecure_channel(orchestrator.address) as channel:
+            search_pb2_grpc.SearchServiceStub(channel).Search(search_pb2.SearchRequest(text="pizza", top_k=3), timeout=60)
+    finally:
+        codes = [s.stop() for s in reversed(started)]
+    assert codes == [0, 0, 0, 0]
+
+    (search,) = [s for s in spans_in(orchestrator.output()) if s["name"] == f"/{SEARCH}/Search"]
+    trace_id = search["context"]["trace_id"]
+    assert search["resource"]["attributes"]["service.name"] == "test-orchestrator"
+    for service, method in ((encoder, "ClipEncoderService/ComputeDescriptors"), (ranker, "RankerService/Rank")):
+        joined = [s for s in spans_in(service.output()) if s["context"]["trace_id"] == trace_id]
+        assert any(s["name"] == f"/probelog.v1.{method}" for s in joined), (method, service.output()[-2000:])
+    assert any(s["context"]["trace_id"] == trace_id for s in spans_in(store.output()))
+
+
+def test_tracing_is_off_without_the_variables_and_a_bad_exporter_is_one_line(tmp_path):
+    from probelog.common.errors import FailedPrecondition
+    from probelog.common.tracing import exporter_name
+
+    assert exporter_name({}) == "" and exporter_name({"OTEL_TRACES_EXPORTER": "none"}) == ""
+    assert exporter_name({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}) == "otlp"
+    assert exporter_name({"OTEL_TRACES_EXPORTER": "console"}) == "console"
+    with pytest.raises(FailedPrecondition, match="OTEL_TRACES_EXPORTER"):
+        exporter_name({"OTEL_TRACES_EXPORTER": "zipkin"})
+    result = procs.cli(["serve", "descriptor-store", "--store-url", f"file://{tmp_path}", "--port", "0"],
+                       env=procs.test_env(OTEL_TRACES_EXPORTER="zipkin"))
+    assert result.returncode == 1 and "OTEL_TRACES_EXPORTER must be one of" in result.stderr
+    assert "Traceback" not in result.stderr

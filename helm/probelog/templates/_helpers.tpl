@@ -222,6 +222,11 @@ Params: root, component, port.
 PROBELOG_LISTEN_ADDRESS: {{ printf "[::]:%d" (int .port) | quote }}
 PROBELOG_LOG_LEVEL: {{ .root.Values.logLevel | quote }}
 PROBELOG_LOG_FORMAT: {{ .root.Values.logFormat | quote }}
+{{- if .root.Values.tracing.otlpEndpoint }}
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ .root.Values.tracing.otlpEndpoint | quote }}
+OTEL_EXPORTER_OTLP_INSECURE: {{ .root.Values.tracing.insecure | quote }}
+OTEL_SERVICE_NAME: {{ printf "probelog-%s" .component | quote }}
+{{- end }}
 {{- if .root.Values.metrics.enabled }}
 PROBELOG_METRICS_LISTEN_ADDRESS: {{ printf "[::]:%d" (int .root.Values.metrics.port) | quote }}
 {{- end }}
