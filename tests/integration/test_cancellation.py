@@ -141,5 +141,8 @@ async def test_index_model_that_committed_answers_searchable_false_when_the_rank
     # Committed all the same: the store has it, and the ranker serves it once it answers again.
     assert (await stub.GetModel(search_pb2.GetModelRequest(model_id="while-down"))).model.n_logits == 3
     monkeypatch.undo()
+    # The ranker follows the store's change feed on its own: once it has applied the write, the
+    # model is searchable.
+    assert await embedded.ranker.wait_applied(await embedded.store.current_sequence(), timeout=30)
     hits = (await stub.Search(search_pb2.SearchRequest(text="pizza", include_model_ids=["while-down"]))).hits
     assert hits
