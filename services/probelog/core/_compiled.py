@@ -152,6 +152,29 @@ def _row_values_impl(val: Any, row: Any, fbuf: Any) -> Any:
     return None
 
 
+def _value(val: Any, row: Any, j: Any) -> Any:  # pragma: no cover - typing stub
+    """``val[row, j]`` as float32 (float16 bits decoded)."""
+    raise NotImplementedError
+
+
+@overload(_value, inline="always")
+def _value_impl(val: Any, row: Any, j: Any) -> Any:
+    if isinstance(val, types.Array) and val.dtype == types.uint16:
+
+        def decode(val: Any, row: Any, j: Any) -> Any:
+            return _f16_to_f32(val[row, j])
+
+        return decode
+
+    if isinstance(val, types.Array) and val.dtype == types.float32:
+
+        def read(val: Any, row: Any, j: Any) -> Any:
+            return val[row, j]
+
+        return read
+    return None
+
+
 @_jit(inline="always")
 def _less(s1: float, k1: int, r1: int, s2: float, k2: int, r2: int) -> bool:
     """(s1, k1, r1) < (s2, k2, r2) lexicographically."""
@@ -242,27 +265,28 @@ def _bound2(threshold: float, off: float) -> Any:
 
 
 @_jit(inline="always")
-def _row_sq(idx: Any, row: int, a: Any, z: Any, bound2: float) -> Any:
+def _row_sq(idx: Any, val: Any, row: int, z: Any, bound2: float) -> Any:
     """sum_j (z[t_j] - a_j)^2 in the shared order; stops early (returning a partial sum above
-    ``bound2``) when the sum exceeds ``bound2``."""
+    ``bound2``) when the sum exceeds ``bound2``. Values are decoded as they are read, so the
+    probes past an early exit cost nothing."""
     r = idx.shape[1]
     acc = np.float32(0)
     j = 0
     while j + 8 <= r:
-        d0 = z[idx[row, j]] - a[j]
-        d1 = z[idx[row, j + 1]] - a[j + 1]
-        d2 = z[idx[row, j + 2]] - a[j + 2]
-        d3 = z[idx[row, j + 3]] - a[j + 3]
-        d4 = z[idx[row, j + 4]] - a[j + 4]
-        d5 = z[idx[row, j + 5]] - a[j + 5]
-        d6 = z[idx[row, j + 6]] - a[j + 6]
-        d7 = z[idx[row, j + 7]] - a[j + 7]
+        d0 = z[idx[row, j]] - _value(val, row, j)
+        d1 = z[idx[row, j + 1]] - _value(val, row, j + 1)
+        d2 = z[idx[row, j + 2]] - _value(val, row, j + 2)
+        d3 = z[idx[row, j + 3]] - _value(val, row, j + 3)
+        d4 = z[idx[row, j + 4]] - _value(val, row, j + 4)
+        d5 = z[idx[row, j + 5]] - _value(val, row, j + 5)
+        d6 = z[idx[row, j + 6]] - _value(val, row, j + 6)
+        d7 = z[idx[row, j + 7]] - _value(val, row, j + 7)
         acc += ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)) + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7))
         j += 8
         if acc > bound2:
             return acc
     while j < r:
-        d0 = z[idx[row, j]] - a[j]
+        d0 = z[idx[row, j]] - _value(val, row, j)
         acc += d0 * d0
         j += 1
     return acc
@@ -285,7 +309,6 @@ def search_one(
     k = hs.shape[2]
     n_parts = part_seg.shape[0] - 1
     for p in prange(n_parts):
-        fbuf = np.empty(r, np.float32)
         n = 0
         threshold = np.float32(np.inf)
         for s in range(part_seg[p], part_seg[p + 1]):
@@ -300,8 +323,7 @@ def search_one(
                 bound2 = _bound2(min(threshold, best_s) if one_hit else threshold, off)
                 if bound2 < 0:
                     continue
-                a = _row_values(val, row, fbuf)
-                sq = _row_sq(idx, row, a, z, bound2)
+                sq = _row_sq(idx, val, row, z, bound2)
                 if sq > bound2:
                     continue
                 dist = np.sqrt(sq)
