@@ -1,0 +1,89 @@
+"""One file of named arrays that can be memory-mapped back: the on-disk form of an index.
+
+Layout: the 8 bytes ``PROBELOG``, the length of a JSON header as a little-endian uint64, the
+header (``{"meta": {...}, "arrays": {name: {"dtype", "shape", "offset"}}}``), then each array's
+bytes in C order at a 64-byte aligned offset. Data types are written with their byte order
+(``dtype.str``), so a file reads the same on any machine.
+
+Reading maps each array read-only (:class:`numpy.memmap`): opening costs the same whatever the
+file's size, and the operating system pages rows in as queries touch them (and may drop them
+again under memory pressure: they are clean pages of a file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["read", "write"]
+
+_MAGIC = b"PROBELOG"
+_ALIGN = 64
+
+
+def write(path: str | Path, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+    """Write ``arrays`` and ``meta`` (JSON-serialisable) to ``path``, atomically: into a
+    temporary file in the same folder, flushed to disk, then renamed over ``path``."""
+    path = Path(path)
+    layout: dict[str, dict[str, Any]] = {}
+    offset = 0
+    for name, arr in arrays.items():
+        offset = -(-offset // _ALIGN) * _ALIGN
+        layout[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset}
+        offset += arr.nbytes
+    # Offsets count from the end of the (padded) header, so the header can be sized last.
+    header = json.dumps({"meta": meta, "arrays": layout}).encode()
+    data_start = -(-(len(_MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC)
+            f.write(len(header).to_bytes(8, "little"))
+            f.write(header)
+            for name, arr in arrays.items():
+                f.write(b"\0" * (data_start + layout[name]["offset"] - f.tell()))
+                if arr.size:
+                    f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read(path: str | Path) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    """The meta and the arrays of a file :func:`write` wrote, each array memory-mapped
+    read-only. Raises ValueError for a file of another kind, a damaged header or a truncated
+    file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if f.read(len(_MAGIC)) != _MAGIC:
+            raise ValueError(f"{path}: not an index file (no {_MAGIC.decode()} signature)")
+        n = int.from_bytes(f.read(8), "little")
+        if n > size:
+            raise ValueError(f"{path}: truncated index file (header)")
+        try:
+            header = json.loads(f.read(n))
+            meta, layout = header["meta"], header["arrays"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: damaged index file header ({exc})") from None
+    data_start = -(-(len(_MAGIC) + 8 + n) // _ALIGN) * _ALIGN
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for name, spec in layout.items():
+        dtype, shape = np.dtype(spec["dtype"]), tuple(int(d) for d in spec["shape"])
+        start = data_start + int(spec["offset"])
+        if start + dtype.itemsize * int(np.prod(shape)) > size:
+            raise ValueError(f"{path}: truncated index file (array {name})")
+        if 0 in shape:
+            arrays[name] = np.empty(shape, dtype=dtype)  # mmap cannot map zero bytes
+        else:
+            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape)
+    return meta, arrays
