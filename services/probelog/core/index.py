@@ -246,7 +246,7 @@ class SparseLogitIndex:
     def load(cls, path: str | Path, *, backend: str | None = None) -> SparseLogitIndex:
         """An index memory-mapped from a file :meth:`save` wrote.
 
-        The rows stay in the file (read-only, paged in by the first queries), so loading takes
+        The rows stay in the file (mapped, paged in by the first queries, never written), so loading takes
         the same time whatever the index's size; only the per-segment flags are copied. Adding
         a model copies the rows into memory first.
 

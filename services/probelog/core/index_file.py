@@ -5,7 +5,7 @@ header (``{"meta": {...}, "arrays": {name: {"dtype", "shape", "offset"}}}``), th
 bytes in C order at a 64-byte aligned offset. Data types are written with their byte order
 (``dtype.str``), so a file reads the same on any machine.
 
-Reading maps each array read-only (:class:`numpy.memmap`): opening costs the same whatever the
+Reading maps each array copy-on-write (:class:`numpy.memmap`; the file is never written): opening costs the same whatever the
 file's size, and the operating system pages rows in as queries touch them (and may drop them
 again under memory pressure: they are clean pages of a file).
 """
@@ -60,7 +60,7 @@ def write(path: str | Path, meta: dict[str, Any], arrays: dict[str, npt.NDArray[
 
 def read(path: str | Path) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
     """The meta and the arrays of a file :func:`write` wrote, each array memory-mapped
-    read-only. Raises ValueError for a file of another kind, a damaged header or a truncated
+    (copy-on-write: writes would stay private to the process). Raises ValueError for a file of another kind, a damaged header or a truncated
     file."""
     path = Path(path)
     size = path.stat().st_size
@@ -85,5 +85,7 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]
         if 0 in shape:
             arrays[name] = np.empty(shape, dtype=dtype)  # mmap cannot map zero bytes
         else:
-            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape)
+            # Copy-on-write ("c"), not read-only: the compiled kernels are typed for writable
+            # arrays, and the index never writes into mapped rows (it grows into new arrays).
+            arrays[name] = np.memmap(path, dtype=dtype, mode="c", offset=start, shape=shape)
     return meta, arrays
