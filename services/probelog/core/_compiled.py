@@ -127,31 +127,6 @@ def _f16_to_f32(typingctx: Any, h: Any) -> Any:
     return types.float32(types.uint16), codegen
 
 
-def _row_values(val: Any, row: Any, fbuf: Any) -> Any:  # pragma: no cover - typing stub
-    """Row ``row`` of the stored values as float32 (float16 bits decoded into ``fbuf``)."""
-    raise NotImplementedError
-
-
-@overload(_row_values, inline="always")
-def _row_values_impl(val: Any, row: Any, fbuf: Any) -> Any:
-    if isinstance(val, types.Array) and val.dtype == types.uint16:
-
-        def decode(val: Any, row: Any, fbuf: Any) -> Any:
-            for j in range(val.shape[1]):
-                fbuf[j] = _f16_to_f32(val[row, j])
-            return fbuf
-
-        return decode
-
-    if isinstance(val, types.Array) and val.dtype == types.float32:
-
-        def view(val: Any, row: Any, fbuf: Any) -> Any:
-            return val[row]
-
-        return view
-    return None
-
-
 def _value(val: Any, row: Any, j: Any) -> Any:  # pragma: no cover - typing stub
     """``val[row, j]`` as float32 (float16 bits decoded)."""
     raise NotImplementedError
@@ -348,7 +323,7 @@ def search_one(
 
 
 @_jit(inline="always")
-def _batch_sq(idx: Any, row: int, a: Any, zt: Any, acc: Any, bound2: Any) -> bool:
+def _batch_sq(idx: Any, val: Any, row: int, zt: Any, acc: Any, bound2: Any) -> bool:
     """acc[q] = sum_j (zt[t_j, q] - a_j)^2 for q < zt.shape[1], in the shared order. Returns
     False as soon as every acc[q] exceeds bound2[q] (the row enters no heap), else True."""
     r = idx.shape[1]
@@ -365,14 +340,14 @@ def _batch_sq(idx: Any, row: int, a: Any, zt: Any, acc: Any, bound2: Any) -> boo
         z5 = zt[idx[row, j + 5]]
         z6 = zt[idx[row, j + 6]]
         z7 = zt[idx[row, j + 7]]
-        v0 = a[j]
-        v1 = a[j + 1]
-        v2 = a[j + 2]
-        v3 = a[j + 3]
-        v4 = a[j + 4]
-        v5 = a[j + 5]
-        v6 = a[j + 6]
-        v7 = a[j + 7]
+        v0 = _value(val, row, j)
+        v1 = _value(val, row, j + 1)
+        v2 = _value(val, row, j + 2)
+        v3 = _value(val, row, j + 3)
+        v4 = _value(val, row, j + 4)
+        v5 = _value(val, row, j + 5)
+        v6 = _value(val, row, j + 6)
+        v7 = _value(val, row, j + 7)
         for q in range(width):
             d0 = z0[q] - v0
             d1 = z1[q] - v1
@@ -393,7 +368,7 @@ def _batch_sq(idx: Any, row: int, a: Any, zt: Any, acc: Any, bound2: Any) -> boo
             return False
     while j < r:
         z0 = zt[idx[row, j]]
-        v0 = a[j]
+        v0 = _value(val, row, j)
         for q in range(width):
             d0 = z0[q] - v0
             acc[q] += d0 * d0
@@ -419,7 +394,6 @@ def search_batch(
     r = idx.shape[1]
     width = zt.shape[1]
     for p in prange(n_parts):
-        fbuf = np.empty(r, np.float32)
         acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
         # Padding columns never keep a row alive.
         bound2 = np.full(width, -1, np.float32)
@@ -446,8 +420,7 @@ def search_batch(
                     alive |= bound2[q] >= 0
                 if not alive:
                     continue
-                a = _row_values(val, row, fbuf)
-                if not _batch_sq(idx, row, a, zt, acc, bound2):
+                if not _batch_sq(idx, val, row, zt, acc, bound2):
                     continue
                 for q in range(n_queries):
                     if acc[q] > bound2[q]:
@@ -499,13 +472,11 @@ def calibration_offsets(
         hi = min(n_rows, lo + block_rows)
         d2 = np.empty((hi - lo, width), np.float32)
         acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
-        fbuf = np.empty(r, np.float32)
         everything = np.full(MAX_BATCH, np.inf, np.float32)
         for c in range(n_slices):
             table = bt[c]
             for row in range(lo, hi):
-                a = _row_values(val, row, fbuf)
-                _batch_sq(idx, row, a, table, acc, everything)
+                _batch_sq(idx, val, row, table, acc, everything)
                 for q in range(MAX_BATCH):
                     d2[row - lo, c * MAX_BATCH + q] = acc[q]
         best = np.empty(k, np.float32)

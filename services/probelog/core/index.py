@@ -469,7 +469,7 @@ class SparseLogitIndex:
         """Rank segments by model id (the tie-break between equal scores); after mutations."""
         if not self._keys_stale:
             return
-        if self._unsorted:
+        if len(self._sorted) != self._n_segments:  # segments added since the last sort
             self._sort_ids()
         self._seg_key[self._sorted] = np.arange(self._n_segments, dtype=np.int64)
         self._keys_stale = False

@@ -448,3 +448,16 @@ def test_model_ids_must_be_non_empty_without_nul():
     for bad in ("", "a\0b"):
         with pytest.raises(ValueError, match="model ids"):
             index.add(bad, entries, [0.0])
+
+
+def test_a_model_added_then_removed_before_the_ids_are_sorted_leaves_the_ranking_whole():
+    rng = np.random.default_rng(24)
+    index = SparseLogitIndex(N_PROBES, R)
+    entries = logit_entries(rng.normal(size=(1, N_PROBES)), R)
+    index.add("kept", entries, [0.0])
+    index.search(rng.normal(size=N_PROBES), 5)  # sorts the ids
+    index.add("gone", entries, [0.0])
+    index.remove("gone")
+    assert [h.model_id for h in index.search(rng.normal(size=N_PROBES), 5)[0]] == ["kept"]
+    index.add("gone", entries, [0.0])
+    assert [h.model_id for h in index.search(rng.normal(size=N_PROBES), 5)[0]] == ["gone", "kept"]
