@@ -280,7 +280,6 @@ def search_one(
     (``part_seg[p]:part_seg[p + 1]``); call with ``numba.set_parallel_chunksize(1)`` so that
     they go one at a time to idle workers.
     """
-    r = idx.shape[1]
     k = hs.shape[2]
     n_parts = part_seg.shape[0] - 1
     for p in prange(n_parts):
@@ -391,7 +390,6 @@ def search_batch(
     """
     n_parts = part_seg.shape[0] - 1
     k = hs.shape[2]
-    r = idx.shape[1]
     width = zt.shape[1]
     for p in prange(n_parts):
         acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
@@ -463,7 +461,7 @@ def calibration_offsets(
     ``block_rows``; each block sweeps the slices in turn so that the slice being read stays in
     cache.
     """
-    n_rows, r = idx.shape
+    n_rows = idx.shape[0]
     n_slices = bt.shape[0]
     width = n_slices * MAX_BATCH
     n_blocks = (n_rows + block_rows - 1) // block_rows

@@ -390,7 +390,9 @@ class SparseLogitIndex:
             alive = self._seg_alive[:m]
             lengths = (self._seg_stop[:m] - self._seg_start[:m])[alive]
             starts = self._seg_start[:m][alive]
-            keep = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+            keep = np.asarray(
+                np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum()), dtype=np.int64
+            )
             self._label_bytes, self._label_end = _take_strings(self._label_bytes, self._label_end[: self._size], keep)
             self._n_label_bytes = len(self._label_bytes)
             self._idx = self._idx[keep]
@@ -648,7 +650,7 @@ def _grow(arr: npt.NDArray[G], capacity: int) -> npt.NDArray[G]:
 def _sq_norms(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
     """``||a_l||^2`` of the stored (rounded) values, in float32."""
     stored = values.astype(np.float32)
-    return np.einsum("lr,lr->l", stored, stored)
+    return np.asarray(np.einsum("lr,lr->l", stored, stored), dtype=np.float32)
 
 
 def _encode_ids(model_ids: Sequence[str]) -> npt.NDArray[np.bytes_]:

@@ -49,7 +49,7 @@ def write(path: str | Path, meta: dict[str, Any], arrays: dict[str, npt.NDArray[
             for name, arr in arrays.items():
                 f.write(b"\0" * (data_start + layout[name]["offset"] - f.tell()))
                 if arr.size:
-                    f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+                    f.write(np.ascontiguousarray(arr).data.cast("B"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

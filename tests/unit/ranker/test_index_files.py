@@ -121,6 +121,6 @@ async def test_an_index_folder_that_cannot_be_written_fails_the_start(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     ranker = Ranker(store, index_dir=blocker / "index")
-    with pytest.raises(FailedPrecondition, match="index folder .* is not writable"):
+    with pytest.raises(FailedPrecondition, match=r"index folder .* is not writable"):
         await ranker.start()
     await store.close()
