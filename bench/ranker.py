@@ -47,6 +47,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "services"))
 
+from probelog.common.files import atomic_write  # noqa: E402
 from probelog.core import kernels  # noqa: E402
 from probelog.core.distance import DEFAULT_CALIBRATION_K, entry_distances, logit_entries  # noqa: E402
 from probelog.core.index import SparseLogitIndex  # noqa: E402
@@ -66,6 +67,8 @@ def synthetic_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     4,000-probe descriptor are: about 1.8 to 4.5), float32 offsets, logits per model (1-20)."""
     rng = np.random.default_rng(seed)
     idx = np.empty((n, R), dtype=np.uint16)
+    val = np.empty((n, R), dtype=np.float16)
+    # In blocks, so that ten million rows need no more than their own bytes and a little.
     for start in range(0, n, 200_000):
         block = rng.integers(0, N_PROBES, size=(min(200_000, n - start), R), dtype=np.uint16)
         while True:
@@ -74,8 +77,8 @@ def synthetic_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
                 break
             block[dup] = rng.integers(0, N_PROBES, size=(int(dup.sum()), R), dtype=np.uint16)
         idx[start : start + len(block)] = block
-    val = np.sort(1.8 + rng.exponential(0.5, size=(n, R)).astype(np.float32), axis=1)[:, ::-1]
-    val = np.ascontiguousarray(val).astype(np.float16)
+        values = np.sort(1.8 + rng.exponential(0.5, size=block.shape).astype(np.float32), axis=1)[:, ::-1]
+        val[start : start + len(block)] = values
     offset = rng.normal(15.0, 1.0, size=n).astype(np.float32)
     sizes = []
     left = n
@@ -412,7 +415,7 @@ def file_study(n: int, reps: int, seed: int, folder: str) -> dict[str, object]:
     del idx, val, offset
     path = Path(folder) / f"index-{n}.plx"
     c, w = time.process_time(), time.perf_counter()
-    index.save(path)
+    atomic_write(path, index.save)
     save_wall, save_cpu = time.perf_counter() - w, time.process_time() - c
     del index
     try:
@@ -760,7 +763,7 @@ def render(command, host, started, accuracy, studies, memory, file, grpc, calibr
         n = int(file["n"])
         lines += [
             f"## {n:,} logits from an index file", "",
-            f"The benchmark builds an index of {n:,} logits, writes it with SparseLogitIndex.save "
+            f"The benchmark builds an index of {n:,} logits, writes it with SparseLogitIndex.save (through atomic_write, fsync included) "
             f"({file['file_bytes'] / 2**30:.2f} GiB file; {file['save_wall_s']:.1f} s wall, "
             f"{file['save_cpu_s']:.1f} s CPU), then a fresh process maps it with "
             "SparseLogitIndex.load and queries it on one thread. The file had just been written, so "

@@ -38,7 +38,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -211,14 +211,15 @@ class SparseLogitIndex:
 
     # ------------------------------------------------------------------ files
 
-    def save(self, path: str | Path) -> None:
-        """Write the index to one file (atomically: a temporary file, then a rename), which
-        :meth:`load` maps back. Dead rows are written too; compact first to drop them."""
+    def save(self, f: BinaryIO) -> None:
+        """Write the index to the binary file ``f`` (from its start), for :meth:`load` to map
+        back; through ``probelog.common.files.atomic_write`` for a crash-safe file. Dead rows
+        are written too; compact first to drop them."""
         with self._lock:
             self._sort_ids()
             n, m = self._size, self._n_segments
             index_file.write(
-                path,
+                f,
                 {
                     "format": FILE_FORMAT,
                     "n_probes": self.n_probes,

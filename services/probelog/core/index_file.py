@@ -13,10 +13,8 @@ again under memory pressure: they are clean pages of a file).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -27,10 +25,9 @@ _MAGIC = b"PROBELOG"
 _ALIGN = 64
 
 
-def write(path: str | Path, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
-    """Write ``arrays`` and ``meta`` (JSON-serialisable) to ``path``, atomically: into a
-    temporary file in the same folder, flushed to disk, then renamed over ``path``."""
-    path = Path(path)
+def write(f: BinaryIO, meta: dict[str, Any], arrays: dict[str, npt.NDArray[Any]]) -> None:
+    """Write ``arrays`` and ``meta`` (JSON-serialisable) to the binary file ``f``, from its
+    start. For a crash-safe file, write through ``probelog.common.files.atomic_write``."""
     layout: dict[str, dict[str, Any]] = {}
     offset = 0
     for name, arr in arrays.items():
@@ -40,22 +37,16 @@ def write(path: str | Path, meta: dict[str, Any], arrays: dict[str, npt.NDArray[
     # Offsets count from the end of the (padded) header, so the header can be sized last.
     header = json.dumps({"meta": meta, "arrays": layout}).encode()
     data_start = -(-(len(_MAGIC) + 8 + len(header)) // _ALIGN) * _ALIGN
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC)
-            f.write(len(header).to_bytes(8, "little"))
-            f.write(header)
-            for name, arr in arrays.items():
-                f.write(b"\0" * (data_start + layout[name]["offset"] - f.tell()))
-                if arr.size:
-                    f.write(np.ascontiguousarray(arr).data.cast("B"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    f.write(_MAGIC)
+    f.write(len(header).to_bytes(8, "little"))
+    f.write(header)
+    written = len(_MAGIC) + 8 + len(header)
+    for name, arr in arrays.items():
+        pad = data_start + layout[name]["offset"] - written
+        f.write(b"\0" * pad)
+        if arr.size:
+            f.write(np.ascontiguousarray(arr).data.cast("B"))
+        written += pad + arr.nbytes
 
 
 def read(path: str | Path) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:

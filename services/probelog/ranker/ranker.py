@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ from probelog.common.errors import (
     NotFound,
     ProbeLogError,
 )
+from probelog.common.files import atomic_write, atomic_write_bytes
 from probelog.common.ids import MAX_RANK_QUERIES
 from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult, iter_models
 from probelog.core import kernels
@@ -311,11 +311,9 @@ class Ranker:
         names = {ps: f"{hashlib.sha256(ps.encode()).hexdigest()[:20]}.plx" for ps in self.indexes}
         try:
             for ps, index in list(self.indexes.items()):
-                await asyncio.to_thread(index.save, self.index_dir / names[ps])
+                await asyncio.to_thread(atomic_write, self.index_dir / names[ps], index.save)
             manifest = {**self._manifest_fields(), "sequence": sequence, "probe_sets": names}
-            tmp = self.index_dir / f".{MANIFEST}.tmp"
-            tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            os.replace(tmp, self.index_dir / MANIFEST)
+            atomic_write_bytes(self.index_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
             for stale in set(p.name for p in self.index_dir.glob("*.plx")) - set(names.values()):
                 (self.index_dir / stale).unlink(missing_ok=True)
         except OSError as exc:

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from probelog.common.files import atomic_write
 from probelog.core import (
     SparseLogitIndex,
     calibrated_distances,
@@ -379,7 +380,7 @@ def test_a_saved_index_maps_back_and_ranks_the_same(tmp_path):
     _, _, index, _ = labelled_hub(rng)
     index.remove("m2")  # dead rows travel too
     path = tmp_path / "index.plx"
-    index.save(path)
+    atomic_write(path, index.save)
     loaded = SparseLogitIndex.load(path)
     assert isinstance(loaded.arrays()[0], np.memmap)  # the rows stay in the file
     queries = rng.normal(size=(3, N_PROBES))
@@ -396,7 +397,7 @@ def test_a_loaded_index_takes_changes_like_one_built_in_memory(tmp_path):
     rng = np.random.default_rng(20)
     _, background, index, _ = labelled_hub(rng)
     path = tmp_path / "index.plx"
-    index.save(path)
+    atomic_write(path, index.save)
     loaded = SparseLogitIndex.load(path)
     entries = logit_entries(rng.normal(size=(3, N_PROBES)), R)
     offsets = calibration_offsets(entries, zscore(background), K)
@@ -413,7 +414,7 @@ def test_a_loaded_index_takes_changes_like_one_built_in_memory(tmp_path):
 
 def test_an_empty_index_saves_and_loads(tmp_path):
     path = tmp_path / "empty.plx"
-    SparseLogitIndex(N_PROBES, R, np.float32).save(path)
+    atomic_write(path, SparseLogitIndex(N_PROBES, R, np.float32).save)
     loaded = SparseLogitIndex.load(path)
     assert (loaded.n_probes, loaded.r, loaded.values_dtype) == (N_PROBES, R, np.dtype(np.float32))
     assert loaded.search(np.random.default_rng(21).normal(size=N_PROBES), 5) == [[]]
@@ -427,7 +428,7 @@ def test_loading_a_file_that_is_not_an_index_says_so(tmp_path):
     with pytest.raises(ValueError, match="not an index file"):
         SparseLogitIndex.load(other)
     path = tmp_path / "index.plx"
-    index.save(path)
+    atomic_write(path, index.save)
     truncated = tmp_path / "truncated.plx"
     truncated.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match="truncated"):
