@@ -669,21 +669,23 @@ def targets(study: dict[str, object], memory: list[dict[str, object]], file: dic
         "What bounds the figures that miss:", "",
         f"- One query costs {ns_row:.1f} ns of CPU per logit{cycles}; the floor streams the "
         f"{study['bytes']} bytes of a row in {floor / n * 1e9:.1f} ns. The kernel is compute-bound: "
-        "each visited probe is a dependent load of a uint16 index, a gather of the query value "
-        "from a 16 KB table in L1, a float16 decode, subtract, square and add, in scalar float32 "
-        "(the fixed summation order that keeps scores bit-identical across back ends and batch "
-        "sizes rules out reassociation and fused multiply-add). The early exit already stops a "
-        "row after 21 of its 50 probes on average (checked every 8 probes; the limit, checking "
-        "after every probe, is 17.6), so a tighter exit can save at most ~17%; a branch "
-        "mispredict per row on the exit point adds about 15 cycles. Reaching 2x needs about "
-        "one cycle per visited probe, i.e. SIMD across rows (a blocked, probe-major layout with "
-        "hardware gathers), not done here.",
+        "each visited probe is a load of a uint16 index, a gather of the query value from a 16 KB "
+        "table in L1, a float16 decode, subtract, square and add, in scalar float32 (the fixed "
+        "summation order that keeps scores bit-identical across back ends and batch sizes rules "
+        "out reassociation and fused multiply-add). The early exit already stops a row after 19-21 "
+        "of its 50 probes on average once the heap is full (checked every 8 probes; checking after "
+        "every probe would make it 17.6, and a check halfway through each block of 8 measured "
+        "slower), so a tighter exit saves at most ~15%. A probe-major layout of 16-row blocks "
+        "(each probe's 16 indices and values contiguous), prototyped beside the tree, measured "
+        "4.1-4.3x the floor: LLVM keeps the 16 gathers scalar, and those rows run in lockstep to "
+        "the slowest one's exit (30 probes). Reaching 2x needs about one cycle per visited probe: "
+        "explicit AVX-512 gathers over such a layout, not done here.",
         f"- A batch of 32 costs {b32 / (n * R * 32) * 1e9:.3f} ns of CPU per (probe, query): "
         "the 32 queries' values at a probe are contiguous (a 128-byte row of the (4,000 x 32) "
         "query table, L2-resident), so the work is three vector float32 operations per 16 "
-        "(probe, query) pairs; a row leaves early only when all 32 queries have left, so nearly "
-        "every probe is visited. FP throughput bounds it; fused multiply-add would cut one of "
-        "the three operations at the cost of bit-identical scores.",
+        "(probe, query) pairs; a row leaves only when all 32 queries have left it (27 of 50 "
+        "probes on average, against 19 for one query). Vector add throughput bounds it; fused "
+        "multiply-add would save one of the three operations at the cost of bit-identical scores.",
         "- The host: figures are CPU time of this process, which other tenants inflate only "
         "through shared caches and memory bandwidth; the load average seen is given per table.",
         "",

@@ -24,9 +24,10 @@ growth); removing one marks its segment dead (a tombstone) and :meth:`SparseLogi
 reclaims the rows. Neither rebuilds the index. Equal scores are ordered by model id, then logit
 index, whatever the insertion order, so a sharded ranker merges into exactly this order.
 
-Everything else is arrays too, never a Python object per model or per logit: model ids are one
-fixed-width bytes array per segment with its sorted order (lookups by binary search), labels are
-one UTF-8 buffer with an end offset per row, kept apart from the rows a query reads. Resident
+Everything else is arrays too, with no Python object per logit and none per model beyond a
+small dict of the models added since the ids were last sorted: model ids are one fixed-width
+bytes array per segment with its sorted order (lookups by binary search), labels are one UTF-8
+buffer with an end offset per row, kept apart from the rows a query reads. Resident
 memory is therefore close to the arrays' bytes (bench/results/ranker.md), and the whole index can
 be written to one file and memory-mapped back (:meth:`SparseLogitIndex.save`,
 :meth:`SparseLogitIndex.load`, :mod:`probelog.core.index_file`) without a pass over its rows.
