@@ -47,7 +47,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "services"))
 
-from probelog.common.files import atomic_write  # noqa: E402
 from probelog.core import kernels  # noqa: E402
 from probelog.core.distance import DEFAULT_CALIBRATION_K, entry_distances, logit_entries  # noqa: E402
 from probelog.core.index import SparseLogitIndex  # noqa: E402
@@ -358,16 +357,33 @@ def memory_probe(n: int, seed: int, labels: bool) -> dict[str, float]:
     return {"n": n, "with_labels": labels, "n_models": m, "resident": after - before, **parts}
 
 
-def file_probe(path: str, reps: int, seed: int) -> dict[str, object]:
-    """(Subprocess) open an index file: time to load, a first query, then single-threaded
-    queries against the read-once floor over the same mapped arrays; resident memory."""
+def file_probe(folder: str, reps: int, seed: int) -> dict[str, object]:
+    """(Subprocess) a ranker starting over an index folder (its store has no changes past the
+    files): start-up time, a first query, then single-threaded queries against the read-once
+    floor over the same mapped arrays; resident memory."""
     from probelog.core.descriptors import zscore
+    from probelog.descriptor_store.file_store import FileDescriptorStore
+    from probelog.ranker.ranker import Ranker
+
+    async def start() -> Ranker:
+        store = FileDescriptorStore(Path(folder) / "store")
+        await store.open()
+        ranker = Ranker(store, index_dir=Path(folder) / "index")
+        await ranker.start()
+        await ranker.stop()  # the follower is not needed here; nothing changed, nothing is written
+        await store.close()
+        return ranker
 
     rss0 = rss_bytes()
     c, w = time.process_time(), time.perf_counter()
-    index = SparseLogitIndex.load(path)
-    load_wall, load_cpu = time.perf_counter() - w, time.process_time() - c
+    ranker = asyncio.run(start())
+    start_wall, start_cpu = time.perf_counter() - w, time.process_time() - c
+    index = ranker.indexes[PROBE_SET]
     rss_loaded = rss_bytes()
+    path = next((Path(folder) / "index").glob("*.plx"))
+    c, w = time.process_time(), time.perf_counter()
+    SparseLogitIndex.load(path)
+    load_wall, load_cpu = time.perf_counter() - w, time.process_time() - c
     z = zscore(synthetic_queries(8, seed + 1))
     with numba_threads(1):
         c, w = time.process_time(), time.perf_counter()
@@ -382,7 +398,8 @@ def file_probe(path: str, reps: int, seed: int) -> dict[str, object]:
     }, reps)
     rss_after = rss_bytes()
     return {
-        "n": index.stats().n_logits, "file_bytes": Path(path).stat().st_size,
+        "n": index.stats().n_logits, "file_bytes": path.stat().st_size,
+        "start_wall_s": start_wall, "start_cpu_s": start_cpu,
         "load_wall_s": load_wall, "load_cpu_s": load_cpu,
         "first_wall_s": first_wall, "first_cpu_s": first_cpu,
         "floor_cpu_s": timer.cpu_median(FLOOR1), "q1_cpu_s": timer.cpu_median(Q1),
@@ -407,21 +424,29 @@ def memory_study(n: int, seed: int) -> list[dict[str, object]]:
 
 
 def file_study(n: int, reps: int, seed: int, folder: str) -> dict[str, object]:
-    """Write an index of n logits to a file (as the ranker does), then load and query it in a
-    fresh process."""
+    """A ranker writes an index of n logits to its index folder; a ranker in a fresh process
+    starts over that folder and is queried."""
+    from probelog.descriptor_store.file_store import FileDescriptorStore
+    from probelog.ranker.ranker import Ranker
+
     idx, val, offset, sizes = synthetic_rows(n, seed)
     ids = [f"model-{i:07d}" for i in range(len(sizes))]
     index = SparseLogitIndex.from_arrays(N_PROBES, idx, val, offset, ids, sizes)
     del idx, val, offset
-    path = Path(folder) / f"index-{n}.plx"
+
+    async def write(index: SparseLogitIndex) -> None:
+        store = FileDescriptorStore(Path(folder) / "store")  # empty: sequence 0
+        await store.open()
+        ranker = Ranker(store, index_dir=Path(folder) / "index")
+        ranker.indexes = {PROBE_SET: index}
+        await ranker.save_index_files()
+        await store.close()
+
     c, w = time.process_time(), time.perf_counter()
-    atomic_write(path, index.save)
+    asyncio.run(write(index))
     save_wall, save_cpu = time.perf_counter() - w, time.process_time() - c
     del index
-    try:
-        result = child("file-probe", str(path), "--reps", str(reps), "--seed", str(seed))
-    finally:
-        path.unlink()
+    result = child("file-probe", folder, "--reps", str(reps), "--seed", str(seed))
     return {**result, "save_wall_s": save_wall, "save_cpu_s": save_cpu}
 
 
@@ -586,10 +611,10 @@ def main() -> int:
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe, args.seed, args.labels)))
         return 0
-    kernels.warm_up()
-    if args.file_probe:
+    if args.file_probe:  # before any warm-up: the ranker's start-up includes its own
         print(json.dumps(file_probe(args.file_probe, args.reps, args.seed)))
         return 0
+    kernels.warm_up()
     command = "nice -n 10 python bench/ranker.py " + " ".join(sys.argv[1:])
     started = dt.datetime.now(dt.UTC)
     host = machine()
@@ -654,8 +679,8 @@ def targets(study: dict[str, object], memory: list[dict[str, object]], file: dic
         rows.append((f"resident bytes per logit, {what}", f"<= 1.1x the arrays ({arrays / int(m['n']):.0f} B)",
                      f"{per:.0f} B ({per * int(m['n']) / arrays:.2f}x)", verdict(int(m["resident"]) <= 1.1 * arrays)))
     if file:
-        rows.append((f"load an index file of {int(file['n']):,} logits", "< 10 s",
-                     f"{file['load_wall_s'] * 1e3:.0f} ms", verdict(float(file["load_wall_s"]) < 10)))
+        rows.append((f"ranker restart over an index file of {int(file['n']):,} logits", "< 10 s",
+                     f"{file['start_wall_s']:.2f} s", verdict(float(file["start_wall_s"]) < 10)))
         rows.append((f"one query at {int(file['n']):,} logits (mapped) vs floor, 1 thread", "<= 2x",
                      f"{float(file['q1_cpu_s']) / float(file['floor_cpu_s']):.2f}x",
                      verdict(float(file["q1_cpu_s"]) <= 2 * float(file["floor_cpu_s"]))))
@@ -765,15 +790,19 @@ def render(command, host, started, accuracy, studies, memory, file, grpc, calibr
         n = int(file["n"])
         lines += [
             f"## {n:,} logits from an index file", "",
-            f"The benchmark builds an index of {n:,} logits, writes it with SparseLogitIndex.save (through atomic_write, fsync included) "
-            f"({file['file_bytes'] / 2**30:.2f} GiB file; {file['save_wall_s']:.1f} s wall, "
-            f"{file['save_cpu_s']:.1f} s CPU), then a fresh process maps it with "
-            "SparseLogitIndex.load and queries it on one thread. The file had just been written, so "
+            f"The benchmark builds an index of {n:,} logits and a ranker writes it to its index "
+            f"folder (Ranker.save_index_files: {file['file_bytes'] / 2**30:.2f} GiB file, fsync "
+            f"included; {file['save_wall_s']:.1f} s wall, {file['save_cpu_s']:.1f} s CPU). A ranker "
+            "in a fresh process then starts over that folder (its file-backed store has no later "
+            "change) and its index is queried on one thread. The file had just been written, so "
             "its pages were in the page cache: a cold start reads them from disk on the first "
             f"queries instead. Load average at the end: {fmt_load(file['load'])}.", "",
             "| measure | value |", "|---|---:|",
-            f"| load (map the file) | {file['load_wall_s'] * 1e3:.1f} ms wall, {file['load_cpu_s'] * 1e3:.1f} ms CPU |",
-            f"| resident after load | {file['rss_loaded'] / 2**20:.1f} MiB |",
+            f"| ranker start-up over the index folder (kernels from numba's cache, files mapped) | "
+            f"{file['start_wall_s'] * 1e3:.0f} ms wall, {file['start_cpu_s'] * 1e3:.0f} ms CPU |",
+            f"| SparseLogitIndex.load alone (map the file again) | {file['load_wall_s'] * 1e3:.1f} ms wall, "
+            f"{file['load_cpu_s'] * 1e3:.1f} ms CPU |",
+            f"| resident after start-up (the compiled kernels included) | {file['rss_loaded'] / 2**20:.1f} MiB |",
             f"| first query (pages the rows in) | {file['first_wall_s'] * 1e3:.0f} ms wall, "
             f"{file['first_cpu_s'] * 1e3:.0f} ms CPU |",
             f"| read-once floor, 1 thread | {file['floor_cpu_s'] * 1e3:.1f} ms CPU |",
