@@ -816,6 +816,12 @@ def render(command, host, started, accuracy, studies, memory, file, grpc, calibr
             "again, so an index larger than memory still answers, at disk speed. Loading maps the "
             "arrays and copies one flag per model, so it takes the same time at any size.",
             "",
+            f"On paper, beyond: the file grows by {file['file_bytes'] / n:.0f} B per logit, so "
+            f"100,000,000 logits would be a {1e8 * file['file_bytes'] / n / 2**30:.0f} GiB file, more "
+            "than this host's free memory; start-up would stay the same, and a single-threaded query "
+            f"would take about {file['q1_cpu_s'] * 1e8 / n:.1f} s of CPU if the pages were resident "
+            "(the scan is linear in rows), longer at disk speed otherwise. Shards split that work.",
+            "",
         ]
     if grpc:
         lines += ["## RankerService over gRPC, 16 concurrent clients", "",
