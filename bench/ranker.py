@@ -702,9 +702,10 @@ def targets(study: dict[str, object], memory: list[dict[str, object]], file: dic
         "every probe would make it 17.6, and a check halfway through each block of 8 measured "
         "slower), so a tighter exit saves at most ~15%. A probe-major layout of 16-row blocks "
         "(each probe's 16 indices and values contiguous), prototyped beside the tree, measured "
-        "4.1-4.3x the floor: LLVM keeps the 16 gathers scalar, and those rows run in lockstep to "
-        "the slowest one's exit (30 probes). Reaching 2x needs about one cycle per visited probe: "
-        "explicit AVX-512 gathers over such a layout, not done here.",
+        "4.1-4.3x the floor with scalar loads and 3.8x with explicit AVX-512 gathers "
+        "(llvm.masked.gather): the 16 rows of a block run in lockstep to the slowest one's exit "
+        "(29-30 of 50 probes), which eats most of what the vector width gains. Reaching 2x needs "
+        "about one cycle per visited probe; neither layout gets there on this host.",
         f"- A batch of 32 costs {b32 / (n * R * 32) * 1e9:.3f} ns of CPU per (probe, query): "
         "the 32 queries' values at a probe are contiguous (a 128-byte row of the (4,000 x 32) "
         "query table, L2-resident), so the work is three vector float32 operations per 16 "
