@@ -127,28 +127,26 @@ def _f16_to_f32(typingctx: Any, h: Any) -> Any:
     return types.float32(types.uint16), codegen
 
 
-def _row_values(val: Any, row: Any, fbuf: Any) -> Any:  # pragma: no cover - typing stub
-    """Row ``row`` of the stored values as float32 (float16 bits decoded into ``fbuf``)."""
+def _value(val: Any, row: Any, j: Any) -> Any:  # pragma: no cover - typing stub
+    """``val[row, j]`` as float32 (float16 bits decoded)."""
     raise NotImplementedError
 
 
-@overload(_row_values, inline="always")
-def _row_values_impl(val: Any, row: Any, fbuf: Any) -> Any:
+@overload(_value, inline="always")
+def _value_impl(val: Any, row: Any, j: Any) -> Any:
     if isinstance(val, types.Array) and val.dtype == types.uint16:
 
-        def decode(val: Any, row: Any, fbuf: Any) -> Any:
-            for j in range(val.shape[1]):
-                fbuf[j] = _f16_to_f32(val[row, j])
-            return fbuf
+        def decode(val: Any, row: Any, j: Any) -> Any:
+            return _f16_to_f32(val[row, j])
 
         return decode
 
     if isinstance(val, types.Array) and val.dtype == types.float32:
 
-        def view(val: Any, row: Any, fbuf: Any) -> Any:
-            return val[row]
+        def read(val: Any, row: Any, j: Any) -> Any:
+            return val[row, j]
 
-        return view
+        return read
     return None
 
 
@@ -242,27 +240,28 @@ def _bound2(threshold: float, off: float) -> Any:
 
 
 @_jit(inline="always")
-def _row_sq(idx: Any, row: int, a: Any, z: Any, bound2: float) -> Any:
+def _row_sq(idx: Any, val: Any, row: int, z: Any, bound2: float) -> Any:
     """sum_j (z[t_j] - a_j)^2 in the shared order; stops early (returning a partial sum above
-    ``bound2``) when the sum exceeds ``bound2``."""
+    ``bound2``) when the sum exceeds ``bound2``. Values are decoded as they are read, so the
+    probes past an early exit cost nothing."""
     r = idx.shape[1]
     acc = np.float32(0)
     j = 0
     while j + 8 <= r:
-        d0 = z[idx[row, j]] - a[j]
-        d1 = z[idx[row, j + 1]] - a[j + 1]
-        d2 = z[idx[row, j + 2]] - a[j + 2]
-        d3 = z[idx[row, j + 3]] - a[j + 3]
-        d4 = z[idx[row, j + 4]] - a[j + 4]
-        d5 = z[idx[row, j + 5]] - a[j + 5]
-        d6 = z[idx[row, j + 6]] - a[j + 6]
-        d7 = z[idx[row, j + 7]] - a[j + 7]
+        d0 = z[idx[row, j]] - _value(val, row, j)
+        d1 = z[idx[row, j + 1]] - _value(val, row, j + 1)
+        d2 = z[idx[row, j + 2]] - _value(val, row, j + 2)
+        d3 = z[idx[row, j + 3]] - _value(val, row, j + 3)
+        d4 = z[idx[row, j + 4]] - _value(val, row, j + 4)
+        d5 = z[idx[row, j + 5]] - _value(val, row, j + 5)
+        d6 = z[idx[row, j + 6]] - _value(val, row, j + 6)
+        d7 = z[idx[row, j + 7]] - _value(val, row, j + 7)
         acc += ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)) + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7))
         j += 8
         if acc > bound2:
             return acc
     while j < r:
-        d0 = z[idx[row, j]] - a[j]
+        d0 = z[idx[row, j]] - _value(val, row, j)
         acc += d0 * d0
         j += 1
     return acc
@@ -281,11 +280,9 @@ def search_one(
     (``part_seg[p]:part_seg[p + 1]``); call with ``numba.set_parallel_chunksize(1)`` so that
     they go one at a time to idle workers.
     """
-    r = idx.shape[1]
     k = hs.shape[2]
     n_parts = part_seg.shape[0] - 1
     for p in prange(n_parts):
-        fbuf = np.empty(r, np.float32)
         n = 0
         threshold = np.float32(np.inf)
         for s in range(part_seg[p], part_seg[p + 1]):
@@ -300,8 +297,7 @@ def search_one(
                 bound2 = _bound2(min(threshold, best_s) if one_hit else threshold, off)
                 if bound2 < 0:
                     continue
-                a = _row_values(val, row, fbuf)
-                sq = _row_sq(idx, row, a, z, bound2)
+                sq = _row_sq(idx, val, row, z, bound2)
                 if sq > bound2:
                     continue
                 dist = np.sqrt(sq)
@@ -326,7 +322,7 @@ def search_one(
 
 
 @_jit(inline="always")
-def _batch_sq(idx: Any, row: int, a: Any, zt: Any, acc: Any, bound2: Any) -> bool:
+def _batch_sq(idx: Any, val: Any, row: int, zt: Any, acc: Any, bound2: Any) -> bool:
     """acc[q] = sum_j (zt[t_j, q] - a_j)^2 for q < zt.shape[1], in the shared order. Returns
     False as soon as every acc[q] exceeds bound2[q] (the row enters no heap), else True."""
     r = idx.shape[1]
@@ -343,14 +339,14 @@ def _batch_sq(idx: Any, row: int, a: Any, zt: Any, acc: Any, bound2: Any) -> boo
         z5 = zt[idx[row, j + 5]]
         z6 = zt[idx[row, j + 6]]
         z7 = zt[idx[row, j + 7]]
-        v0 = a[j]
-        v1 = a[j + 1]
-        v2 = a[j + 2]
-        v3 = a[j + 3]
-        v4 = a[j + 4]
-        v5 = a[j + 5]
-        v6 = a[j + 6]
-        v7 = a[j + 7]
+        v0 = _value(val, row, j)
+        v1 = _value(val, row, j + 1)
+        v2 = _value(val, row, j + 2)
+        v3 = _value(val, row, j + 3)
+        v4 = _value(val, row, j + 4)
+        v5 = _value(val, row, j + 5)
+        v6 = _value(val, row, j + 6)
+        v7 = _value(val, row, j + 7)
         for q in range(width):
             d0 = z0[q] - v0
             d1 = z1[q] - v1
@@ -371,7 +367,7 @@ def _batch_sq(idx: Any, row: int, a: Any, zt: Any, acc: Any, bound2: Any) -> boo
             return False
     while j < r:
         z0 = zt[idx[row, j]]
-        v0 = a[j]
+        v0 = _value(val, row, j)
         for q in range(width):
             d0 = z0[q] - v0
             acc[q] += d0 * d0
@@ -394,10 +390,8 @@ def search_batch(
     """
     n_parts = part_seg.shape[0] - 1
     k = hs.shape[2]
-    r = idx.shape[1]
     width = zt.shape[1]
     for p in prange(n_parts):
-        fbuf = np.empty(r, np.float32)
         acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
         # Padding columns never keep a row alive.
         bound2 = np.full(width, -1, np.float32)
@@ -424,8 +418,7 @@ def search_batch(
                     alive |= bound2[q] >= 0
                 if not alive:
                     continue
-                a = _row_values(val, row, fbuf)
-                if not _batch_sq(idx, row, a, zt, acc, bound2):
+                if not _batch_sq(idx, val, row, zt, acc, bound2):
                     continue
                 for q in range(n_queries):
                     if acc[q] > bound2[q]:
@@ -468,7 +461,7 @@ def calibration_offsets(
     ``block_rows``; each block sweeps the slices in turn so that the slice being read stays in
     cache.
     """
-    n_rows, r = idx.shape
+    n_rows = idx.shape[0]
     n_slices = bt.shape[0]
     width = n_slices * MAX_BATCH
     n_blocks = (n_rows + block_rows - 1) // block_rows
@@ -477,13 +470,11 @@ def calibration_offsets(
         hi = min(n_rows, lo + block_rows)
         d2 = np.empty((hi - lo, width), np.float32)
         acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
-        fbuf = np.empty(r, np.float32)
         everything = np.full(MAX_BATCH, np.inf, np.float32)
         for c in range(n_slices):
             table = bt[c]
             for row in range(lo, hi):
-                a = _row_values(val, row, fbuf)
-                _batch_sq(idx, row, a, table, acc, everything)
+                _batch_sq(idx, val, row, table, acc, everything)
                 for q in range(MAX_BATCH):
                     d2[row - lo, c * MAX_BATCH + q] = acc[q]
         best = np.empty(k, np.float32)

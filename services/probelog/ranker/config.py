@@ -19,3 +19,6 @@ class RankerSettings(Settings):
     max_batch_queries: int = 64
     #: Storage of z-scored values in the index: float16 (default) or float32.
     index_dtype: str = "float16"
+    #: Folder where the ranker keeps its index files, so that a restart memory-maps them instead
+    #: of loading every model from the store; empty: none.
+    index_dir: str = ""

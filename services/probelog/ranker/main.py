@@ -33,6 +33,7 @@ async def build(settings: RankerSettings, peers: Peers) -> Built[Ranker]:
         values_dtype=settings.index_dtype,
         batch_window_ms=settings.batch_window_ms,
         max_batch_queries=settings.max_batch_queries,
+        index_dir=settings.index_dir or None,
     )
     await ranker.start()
     return Built([RankerServicer(ranker)], ranker, [*peers.closers, ranker.stop])

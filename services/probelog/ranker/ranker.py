@@ -9,6 +9,13 @@ snapshot-then-follow hand-over safe.
 A ranker can own a shard: the models whose id hashes into its range of a 32-bit space split
 into ``shard_count`` equal ranges; it loads the descriptors of those models only.
 
+With an index folder, the ranker writes its indexes there (one file per probe set, and a
+manifest naming the store sequence they reflect) after every full load and when it stops; at
+the next start it memory-maps them instead of fetching every model, then follows the change
+feed from that sequence. Start-up then takes the same time whatever the index's size (the rows
+are paged in by the first queries). Files of another shard or storage type, or from a store
+that has since lost its data (its sequence is behind theirs), are ignored and rewritten.
+
 Concurrent Rank calls are scored together (:mod:`probelog.ranker.batcher`) when
 ``batch_window_ms`` > 0. The scan kernels are compiled (or loaded from numba's cache) at start,
 not at the first request.
@@ -19,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +42,7 @@ from probelog.common.errors import (
     NotFound,
     ProbeLogError,
 )
+from probelog.common.files import atomic_write, atomic_write_bytes
 from probelog.common.ids import MAX_RANK_QUERIES
 from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult, iter_models
 from probelog.core import kernels
@@ -52,12 +62,26 @@ _LOAD_CONCURRENCY = 16
 _COMPACT_MIN_ROWS = 4096
 #: Queries z-scored in the event loop; larger requests go to a worker thread.
 _INLINE_ZSCORE_VALUES = 1 << 16
+#: The file in an index folder naming the index files and the sequence they reflect.
+MANIFEST = "ranker-index.json"
+_MANIFEST_FORMAT = "probelog-ranker-index/1"
 
 
 def shard_of(model_id: str, shard_count: int) -> int:
     """The shard that owns ``model_id``: its hash range among ``shard_count`` equal ranges."""
     h = int.from_bytes(hashlib.sha1(model_id.encode()).digest()[:4], "big")
     return h * shard_count // _HASH_SPACE
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail fast at start-up when the index folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FailedPrecondition(f"index folder {folder} is not writable: {exc.strerror or exc}") from None
 
 
 def to_hits(hits: list[IndexHit]) -> list[types_pb2.Hit]:
@@ -89,6 +113,8 @@ class Ranker:
         Concurrent calls arriving within this window are scored in one pass; 0 disables.
     max_batch_queries : int
         Most queries in one batched pass.
+    index_dir : str or Path, optional
+        Folder for the index files that let a restart map the indexes instead of reloading them.
     """
 
     def __init__(
@@ -100,6 +126,7 @@ class Ranker:
         values_dtype: npt.DTypeLike = np.float16,
         batch_window_ms: float = 2.0,
         max_batch_queries: int = 64,
+        index_dir: str | Path | None = None,
     ) -> None:
         if not 0 <= shard_index < shard_count:
             raise ValueError(f"shard index {shard_index} is outside [0, {shard_count})")
@@ -110,7 +137,9 @@ class Ranker:
         self.shard_count = shard_count
         self.values_dtype = np.dtype(values_dtype)
         self.indexes: dict[str, SparseLogitIndex] = {}
+        self.index_dir = Path(index_dir) if index_dir else None
         self._applied = 0
+        self._saved = -1  # the sequence the index files reflect (-1: none written)
         self._applied_changed = asyncio.Condition()
         self._follower: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
@@ -141,7 +170,10 @@ class Ranker:
         if self._store is None:
             raise FailedPrecondition("this ranker has no descriptor store to load from")
         await self.warm_up()
-        await self._load_all()
+        if self.index_dir is not None:
+            _check_writable(self.index_dir)
+        if not await self._load_files():
+            await self._load_all()
         if any(i.index_dtype != np.uint16 for i in self.indexes.values()):
             await self.warm_up()
         self._follower = asyncio.create_task(self._follow(), name="ranker-follow")
@@ -167,6 +199,7 @@ class Ranker:
             done, _ = await asyncio.wait({self._follower}, timeout=_STOP_TIMEOUT_S)
             if not done:
                 logger.warning("the change feed did not stop within %.0f s; leaving it", _STOP_TIMEOUT_S)
+        await self.save_index_files()
         if self.batcher is not None:
             await self.batcher.close()
             stats = self.batcher.stats()
@@ -209,6 +242,87 @@ class Ranker:
             "ranker shard %d/%d loaded %d models (%d logits) at sequence %d",
             self.shard_index, self.shard_count, n_models,
             sum(i.stats().n_logits for i in indexes.values()), sequence,
+        )
+        await self.save_index_files()
+
+    # ------------------------------------------------------------------ index files
+
+    def _manifest_fields(self) -> dict[str, object]:
+        return {
+            "format": _MANIFEST_FORMAT,
+            "shard_index": self.shard_index,
+            "shard_count": self.shard_count,
+            "values_dtype": self.values_dtype.name,
+        }
+
+    async def _load_files(self) -> bool:
+        """Map the index files of an earlier run when they fit this ranker and its store;
+        returns whether they were loaded (if not, the caller loads from the store)."""
+        if self.index_dir is None:
+            return False
+        try:
+            manifest = json.loads((self.index_dir / MANIFEST).read_text(encoding="utf-8"))
+            fits = all(manifest.get(k) == v for k, v in self._manifest_fields().items())
+            sequence = int(manifest["sequence"])
+            files = {str(ps): self.index_dir / str(name) for ps, name in manifest["probe_sets"].items()}
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.warning("ignoring the index files in %s: unreadable manifest (%s)", self.index_dir, exc)
+            return False
+        if not fits:
+            logger.info("the index files in %s are of another shard or storage type; reloading", self.index_dir)
+            return False
+        current = await self.store.current_sequence()
+        if current < sequence:
+            logger.warning(
+                "the store is at sequence %d, behind the index files (%d): it lost its data; reloading",
+                current, sequence,
+            )
+            return False
+        started = time.perf_counter()
+        try:
+            indexes = {ps: await asyncio.to_thread(SparseLogitIndex.load, path) for ps, path in files.items()}
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring the index files in %s: %s", self.index_dir, exc)
+            return False
+        self.indexes = indexes
+        self._saved = sequence
+        await self._set_applied(sequence, exact=True)
+        self._loaded.set()
+        logger.info(
+            "ranker shard %d/%d mapped %d logits from %s at sequence %d in %.0f ms",
+            self.shard_index, self.shard_count, sum(i.stats().n_logits for i in indexes.values()),
+            self.index_dir, sequence, (time.perf_counter() - started) * 1e3,
+        )
+        return True
+
+    async def save_index_files(self) -> None:
+        """Write every index and the manifest to the index folder, unless there is none or
+        nothing changed since the last write. Failures are logged: the ranker keeps serving.
+
+        The manifest records the sequence applied when the write began; changes applied while
+        it runs are in some files or not, and are applied again after a restart (harmless: a
+        put replaces, a delete of a missing model does nothing)."""
+        if self.index_dir is None or self._saved == self._applied:
+            return
+        sequence = self._applied
+        started = time.perf_counter()
+        names = {ps: f"{hashlib.sha256(ps.encode()).hexdigest()[:20]}.plx" for ps in self.indexes}
+        try:
+            for ps, index in list(self.indexes.items()):
+                await asyncio.to_thread(atomic_write, self.index_dir / names[ps], index.save)
+            manifest = {**self._manifest_fields(), "sequence": sequence, "probe_sets": names}
+            atomic_write_bytes(self.index_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
+            for stale in set(p.name for p in self.index_dir.glob("*.plx")) - set(names.values()):
+                (self.index_dir / stale).unlink(missing_ok=True)
+        except OSError as exc:
+            logger.error("could not write the index files to %s: %s", self.index_dir, exc)
+            return
+        self._saved = sequence
+        logger.info(
+            "wrote %d index files to %s at sequence %d in %.1f s",
+            len(names), self.index_dir, sequence, time.perf_counter() - started,
         )
 
     async def _load_model(

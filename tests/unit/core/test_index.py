@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 
+from probelog.common.files import atomic_write
 from probelog.core import (
     SparseLogitIndex,
     calibrated_distances,
@@ -303,3 +304,161 @@ def test_sparse_form_gives_the_kernels_distances():
     for h in hits:
         assert h.distance == pytest.approx(np.sqrt(d2[rows[h.model_id] + h.logit_index]), rel=1e-4)
     assert a.nnz == index.stats().n_logits * R
+
+
+def labelled_hub(rng, n_models=12):
+    """A hub with labels on some models (non-ASCII among them) and none on others."""
+    models, background = make_hub(rng, n_models)
+    index = SparseLogitIndex(N_PROBES, R)
+    bz = zscore(background)
+    labels = {}
+    for i, (model_id, logits) in enumerate(models.items()):
+        entries = logit_entries(logits, R)
+        labels[model_id] = [f"{model_id}-ü{j}" for j in range(len(logits))] if i % 3 else []
+        index.add(model_id, entries, calibration_offsets(entries, bz, K), labels=labels[model_id])
+    return models, background, index, labels
+
+
+def hit_tuples(hits):
+    return [(h.model_id, h.logit_index, h.label, h.score, h.distance) for h in hits]
+
+
+def test_labels_stay_with_their_rows_through_removal_and_compaction():
+    rng = np.random.default_rng(16)
+    models, _, index, labels = labelled_hub(rng)
+    for model_id in ("m1", "m4", "m9"):
+        index.remove(model_id)
+    index.compact()
+    query = rng.normal(size=N_PROBES)
+    hits = index.search(query, 1000)[0]
+    assert {h.model_id for h in hits} == set(models) - {"m1", "m4", "m9"}
+    for h in hits:
+        assert h.label == (labels[h.model_id][h.logit_index] if labels[h.model_id] else "")
+
+
+def test_lookups_by_model_id_hold_while_ids_are_sorted_again(monkeypatch):
+    """Ids added since the last sort are found through the dict, older ones by binary search."""
+    from probelog.core import index as index_module
+
+    monkeypatch.setattr(index_module, "_MIN_UNSORTED", 2)
+    rng = np.random.default_rng(17)
+    index = SparseLogitIndex(N_PROBES, R)
+    entries = logit_entries(rng.normal(size=(1, N_PROBES)), R)
+    ids = [f"model-{i:03d}" for i in rng.permutation(40)] + ["a-much-longer-model-id-than-the-others"]
+    for model_id in ids:
+        index.add(model_id, entries, [0.0])
+    for model_id in ids[::5]:
+        assert index.remove(model_id)
+        index.add(model_id, entries, [0.0])  # back, in a new segment
+    for model_id in ids[1::7]:
+        index.remove(model_id)
+    gone = set(ids[1::7])
+    assert sorted(index.model_ids()) == sorted(set(ids) - gone)
+    assert all((model_id in index) == (model_id not in gone) for model_id in ids)
+    assert "model-999" not in index and "" not in index
+    assert index.stats().n_models == len(ids) - len(gone)
+    # Identical rows: exact ties, ranked by model id.
+    hits = index.search(rng.normal(size=N_PROBES), 100)[0]
+    assert [h.model_id for h in hits] == sorted(set(ids) - gone)
+    assert [h.model_id for h in index.search(rng.normal(size=N_PROBES), 100, include=ids[:6])[0]] == sorted(
+        set(ids[:6]) - gone
+    )
+
+
+def test_nbytes_counts_rows_labels_and_models_apart():
+    rng = np.random.default_rng(18)
+    models, _, index, labels = labelled_hub(rng)
+    n = sum(len(v) for v in models.values())
+    parts = index.nbytes()
+    assert parts["rows"] == n * index.bytes_per_logit
+    assert parts["labels"] == 8 * n + sum(len(x.encode()) for v in labels.values() for x in v)
+    assert 0 < parts["models"] < 100 * len(models)
+
+
+def test_a_saved_index_maps_back_and_ranks_the_same(tmp_path):
+    rng = np.random.default_rng(19)
+    _, _, index, _ = labelled_hub(rng)
+    index.remove("m2")  # dead rows travel too
+    path = tmp_path / "index.plx"
+    atomic_write(path, index.save)
+    loaded = SparseLogitIndex.load(path)
+    assert isinstance(loaded.arrays()[0], np.memmap)  # the rows stay in the file
+    queries = rng.normal(size=(3, N_PROBES))
+    for kwargs in ({}, {"one_hit_per_model": True}, {"include": ["m1", "m5", "m2"]}, {"exclude": ["m0"]}):
+        assert [hit_tuples(h) for h in loaded.search(queries, 20, **kwargs)] == [
+            hit_tuples(h) for h in index.search(queries, 20, **kwargs)
+        ]
+    assert loaded.stats() == index.stats()
+    assert sorted(loaded.model_ids()) == sorted(index.model_ids())
+    assert "m2" not in loaded and "m3" in loaded
+
+
+def test_a_loaded_index_takes_changes_like_one_built_in_memory(tmp_path):
+    rng = np.random.default_rng(20)
+    _, background, index, _ = labelled_hub(rng)
+    path = tmp_path / "index.plx"
+    atomic_write(path, index.save)
+    loaded = SparseLogitIndex.load(path)
+    entries = logit_entries(rng.normal(size=(3, N_PROBES)), R)
+    offsets = calibration_offsets(entries, zscore(background), K)
+    for target in (index, loaded):
+        assert target.remove("m3")
+        target.add("new", entries, offsets, labels=["x", "y", "z"])
+        target.add("m7", entries, offsets)  # a replacement
+        assert target.compact() > 0
+    queries = rng.normal(size=(2, N_PROBES))
+    assert [hit_tuples(h) for h in loaded.search(queries, 50)] == [hit_tuples(h) for h in index.search(queries, 50)]
+    # The file itself is unchanged: loading it again gives the saved state.
+    assert "m3" in SparseLogitIndex.load(path)
+
+
+def test_an_empty_index_saves_and_loads(tmp_path):
+    path = tmp_path / "empty.plx"
+    atomic_write(path, SparseLogitIndex(N_PROBES, R, np.float32).save)
+    loaded = SparseLogitIndex.load(path)
+    assert (loaded.n_probes, loaded.r, loaded.values_dtype) == (N_PROBES, R, np.dtype(np.float32))
+    assert loaded.search(np.random.default_rng(21).normal(size=N_PROBES), 5) == [[]]
+
+
+def test_loading_a_file_that_is_not_an_index_says_so(tmp_path):
+    rng = np.random.default_rng(22)
+    _, _, index, _ = labelled_hub(rng)
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"hello, not an index")
+    with pytest.raises(ValueError, match="not an index file"):
+        SparseLogitIndex.load(other)
+    path = tmp_path / "index.plx"
+    atomic_write(path, index.save)
+    truncated = tmp_path / "truncated.plx"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated"):
+        SparseLogitIndex.load(truncated)
+    damaged = tmp_path / "damaged.plx"
+    data = bytearray(path.read_bytes())
+    data[20:30] = b"#" * 10
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged"):
+        SparseLogitIndex.load(damaged)
+    with pytest.raises(FileNotFoundError):
+        SparseLogitIndex.load(tmp_path / "missing.plx")
+
+
+def test_model_ids_must_be_non_empty_without_nul():
+    entries = logit_entries(np.random.default_rng(23).normal(size=(1, N_PROBES)), R)
+    index = SparseLogitIndex(N_PROBES, R)
+    for bad in ("", "a\0b"):
+        with pytest.raises(ValueError, match="model ids"):
+            index.add(bad, entries, [0.0])
+
+
+def test_a_model_added_then_removed_before_the_ids_are_sorted_leaves_the_ranking_whole():
+    rng = np.random.default_rng(24)
+    index = SparseLogitIndex(N_PROBES, R)
+    entries = logit_entries(rng.normal(size=(1, N_PROBES)), R)
+    index.add("kept", entries, [0.0])
+    index.search(rng.normal(size=N_PROBES), 5)  # sorts the ids
+    index.add("gone", entries, [0.0])
+    index.remove("gone")
+    assert [h.model_id for h in index.search(rng.normal(size=N_PROBES), 5)[0]] == ["kept"]
+    index.add("gone", entries, [0.0])
+    assert [h.model_id for h in index.search(rng.normal(size=N_PROBES), 5)[0]] == ["gone", "kept"]
