@@ -69,3 +69,16 @@ def test_the_device_is_resolved_from_what_torch_sees():
             resolve_device("cuda")
     with pytest.raises(FailedPrecondition, match="device must be one of auto, cpu, cuda"):
         resolve_device("tpu")
+
+
+def test_an_image_without_the_clip_extra_says_so_in_one_line(tmp_path):
+    # What an image built without the `clip` extra has: no open_clip to import.
+    blocked = tmp_path / "site"
+    (blocked / "open_clip").mkdir(parents=True)
+    (blocked / "open_clip" / "__init__.py").write_text("raise ImportError('No module named open_clip')\n")
+    env = procs.test_env()
+    env["PYTHONPATH"] = f"{blocked}:{env['PYTHONPATH']}"
+    result = procs.cli(["serve", "clip-encoder", "--clip-model", ARCHITECTURE, "--clip-pretrained", "none",
+                        "--store-address", "127.0.0.1:9", "--port", "0"], env=env, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "the CLIP encoder needs the clip extra" in result.stderr and "Traceback" not in result.stderr

@@ -257,6 +257,15 @@ def test_services_image_entrypoint_and_extras(services: Dockerfile) -> None:
     assert any('".[${EXTRAS}]"' in run for run in builder.all("RUN"))
 
 
+def test_services_image_has_an_absolute_workdir_and_store(services: Dockerfile) -> None:
+    (workdir,) = services.final.all("WORKDIR")
+    assert workdir.startswith("/")
+    # The non-root user owns it, so `serve --embedded` can keep its store there.
+    assert any(f"chown 10001:10001 {workdir}" in run for run in services.final.all("RUN"))
+    store = env_of(services, services.final)["PROBELOG_STORE_URL"]
+    assert store.startswith(f"file://{workdir}/")
+
+
 def test_services_image_copies_files_that_exist(services: Dockerfile) -> None:
     for stage in services.stages:
         for copy in stage.all("COPY"):

@@ -19,19 +19,22 @@ async def build(settings: EncoderSettings, peers: Peers) -> Built[ClipEncoder]:
     store = need(peers.store, "descriptor store")
     if not settings.clip_model:
         raise FailedPrecondition("PROBELOG_CLIP_MODEL (--clip-model) is required")
-    from probelog.clip_encoder.open_clip import OpenClipEncoder
-
-    model = await asyncio.to_thread(
-        OpenClipEncoder,
-        settings.clip_model,
-        settings.clip_pretrained,
-        settings.clip_config,
-        settings.torch_threads,
-        device=settings.clip_device,
-        cache_dir=settings.clip_weights_dir,
-    )
     if settings.text_cache_size < 0:
         raise FailedPrecondition(f"text_cache_size must be >= 0, got {settings.text_cache_size}")
+    try:
+        from probelog.clip_encoder.open_clip import OpenClipEncoder
+
+        model = await asyncio.to_thread(
+            OpenClipEncoder,
+            settings.clip_model,
+            settings.clip_pretrained,
+            settings.clip_config,
+            settings.torch_threads,
+            device=settings.clip_device,
+            cache_dir=settings.clip_weights_dir,
+        )
+    except ImportError as exc:  # torch or open_clip missing: an image built without the clip extra
+        raise FailedPrecondition(f"the CLIP encoder needs the clip extra (pip install 'probelog[clip]'): {exc}") from None
     encoder = ClipEncoder(
         model,
         store,
