@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -96,6 +98,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     settings_cls, serve = _services()[service]
     names = set(flat_fields(settings_cls))
+    every = {name for cls, _ in _services().values() for name in flat_fields(cls)}
+    foreign = sorted(k for k, v in vars(args).items() if v is not None and k in every - names)
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        print(f"error: {service} does not take {flags}", file=sys.stderr)
+        return 2
     overrides = {k: v for k, v in vars(args).items() if k in names}
     # Embedded mode binds loopback unless told otherwise: it is the one shape that may run
     # without API keys, on a developer's machine.
@@ -140,6 +148,9 @@ def _run_client(args: argparse.Namespace, action: Callable[[Any], Coroutine[Any,
     except ProbeLogError as exc:
         print(f"error: {status_code(exc).name}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file named on the command line (an image, a truth file)
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -505,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = client_parser("search", "find the models (and logits) that recognise a concept")
     search.add_argument("text", nargs="?", help='a concept, e.g. "golden retriever"')
     search.add_argument("--image", action="append", help="an example image of the concept (repeatable)")
-    search.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    search.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, help=f"hits to return (default {DEFAULT_TOP_K})")
     search.add_argument("--one-per-model", action="store_true", help="each model once, through its best logit")
     search.add_argument("--include", action="append", help="only this model id (repeatable)")
     search.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
@@ -519,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     task = client_parser("task", "find the models that cover a whole task of concepts")
     task.add_argument("concepts", nargs="+", help='2 to 1,000 concepts, e.g. "cat" "dog" "fox"')
-    task.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="models to return")
+    task.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, help=f"models to return (default {DEFAULT_TOP_K})")
     task.add_argument("--min-coverage", type=int, default=0, help="fewest concepts a model covers (default all)")
     task.add_argument("--allow-shared-logits", action="store_true", help="several concepts may share a logit")
     task.add_argument("--candidate-depth", type=int, default=0, help="candidate logits per concept (default: the server's)")
@@ -534,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar = client_parser("similar", "find the logits (or models) that recognise what an indexed one does")
     similar.add_argument("model_id")
     similar.add_argument("--logit", type=int, help="the logit index (default: the whole model)")
-    similar.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    similar.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, help=f"hits to return (default {DEFAULT_TOP_K})")
     similar.add_argument("--min-coverage", type=int, default=0, help="whole model: fewest of its logits covered (default 1)")
     similar.add_argument("--allow-shared-logits", action="store_true")
     similar.add_argument("--include", action="append", help="only this model id (repeatable)")
@@ -594,13 +605,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The ``#:`` comment above each field of a settings class and its bases, by field name."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        comment: list[str] = []
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("#:"):
+                comment.append(stripped[2:].strip())
+                continue
+            name = stripped.split(":", 1)[0]
+            if comment and name.isidentifier():
+                docs[name] = " ".join(comment)
+            comment = []
+    return docs
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], seen: set[str]) -> None:
-    """A flag per settings field not added yet (``store_url`` -> ``--store-url``)."""
+    """A flag per settings field not added yet (``store_url`` -> ``--store-url``), its help
+    the field's description, default and environment variable."""
     fresh = {name: spec for name, spec in flat_fields(cls).items() if name not in seen}
     seen.update(fresh)
+    docs: dict[str, str] = {}
+    for hint in [cls, *(typing.get_type_hints(cls).values())]:
+        if isinstance(hint, type) and issubclass(hint, Settings):
+            docs.update(field_docs(hint))
     for name, (field, kind) in fresh.items():
         flags = ["--" + name.replace("_", "-"), *FLAG_ALIASES.get(name, ())]
-        help_text = f"env PROBELOG_{name.upper()}"
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        help_text = f"{docs.get(name, '')} (default {shown!r}; env PROBELOG_{name.upper()})".lstrip()
+        help_text = help_text.replace("%", "%%")
         if kind is bool:
             parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) is tuple:
