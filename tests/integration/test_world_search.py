@@ -7,6 +7,7 @@ than chance, through the public API, and that the README's main job works as wri
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -14,6 +15,7 @@ import sys
 
 import grpc
 import pytest_asyncio
+from PIL import Image
 
 from probelog.common.server import create_server
 from probelog.embedded import EmbeddedSettings, build
@@ -33,6 +35,7 @@ async def world_stub(tiny_world, tmp_path_factory):
     source = await stub.ListSourceModels(search_pb2.ListSourceModelsRequest())
     for model in source.models:
         await stub.IndexModel(search_pb2.IndexModelRequest(model_name=model.model_name))
+    stub.address = f"127.0.0.1:{server.port}"  # for clients in other processes
     yield stub
     await channel.close()
     await server.stop(0)
@@ -155,3 +158,22 @@ def test_quality_bench_refuses_too_few_probes(tiny_world, tmp_path):
     assert result.returncode == 2
     assert "must exceed r = 50" in result.stderr
     assert not (tmp_path / "quality.md").exists()
+
+
+async def test_readme_python_example_runs_as_a_saved_script(world_stub, tmp_path):
+    # The README's Python block, saved as it is and run against the tiny world's hub (the
+    # example's fox images are any two images of the reader's).
+    text = (procs.REPO / "README.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    script = tmp_path / "example.py"
+    script.write_text(block)
+    for name in ("fox1.png", "fox2.png"):
+        Image.new("RGB", (64, 64), (200, 120, 40)).save(tmp_path / name)
+    env = procs.test_env(PROBELOG_ADDRESS=world_stub.address)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().splitlines()[0].split()[0] == "1"  # the first hit's rank
