@@ -9,15 +9,24 @@
         similar = await client.similar("hub-0003", logit_index=2)    # logits like this one
 
 Errors arrive as the domain exceptions of :mod:`probelog.common.errors` (NotFound,
-InvalidArgument, Unavailable, ...), each with the server's message.
+InvalidArgument, Unavailable, ...), each with the server's message. Calls that find the server
+UNAVAILABLE are retried by gRPC (up to 4 attempts, within the call's deadline). Metadata for some
+calls only (another API key, a request id) goes in a ``with client.call_metadata(...)`` block.
+:class:`SyncProbeLogClient` offers the same methods to code without an event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from probelog.common.auth import CALL_METADATA
 from probelog.common.client import remote_errors
 from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.server import TlsFiles, create_channel
@@ -50,7 +59,7 @@ class ProbeLogClient:
         token: str = "",
     ) -> None:
         self.address = address
-        self._channel = create_channel(address, tls, token=token)
+        self._channel = create_channel(address, tls, token=token, per_call=True, retry=True)
         self._stub = pb_grpc.SearchServiceStub(self._channel)
         self.timeout_s = timeout_s
         self.index_timeout_s = index_timeout_s
@@ -65,6 +74,18 @@ class ProbeLogClient:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def call_metadata(*pairs: tuple[str, str]) -> Iterator[None]:
+        """Add ``pairs`` to the metadata of the calls made inside the block (in this task or
+        thread), e.g. ``("authorization", "Bearer <another key>")``, which replaces the client's
+        own key, or ``("x-request-id", "...")``, which the server logs with the call."""
+        token = CALL_METADATA.set(CALL_METADATA.get() + tuple(pairs))
+        try:
+            yield
+        finally:
+            CALL_METADATA.reset(token)
 
     async def search(
         self,
@@ -254,3 +275,45 @@ class ProbeLogClient:
                 search_pb2.ListSourceModelsRequest(probe_set_id=probe_set_id), timeout=self.timeout_s
             )
         return list(response.models)
+
+
+class SyncProbeLogClient:
+    """:class:`ProbeLogClient` for code without an event loop: the same methods and arguments,
+    each blocking until its answer (on a loop of the client's own; one thread at a time).
+
+        with SyncProbeLogClient("localhost:50051") as client:
+            print(client.search("red striped circle", top_k=5).hits[0].model_id)
+    """
+
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+
+        async def make() -> ProbeLogClient:  # the channel belongs to the loop it is made on
+            return ProbeLogClient(address, **kwargs)
+
+        self._client = self._loop.run_until_complete(make())
+        self.address = address
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name == "close" or not inspect.iscoroutinefunction(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def blocking(*args: Any, **kwargs: Any) -> Any:
+            return self._loop.run_until_complete(attr(*args, **kwargs))
+
+        return blocking
+
+    call_metadata: Callable[..., contextlib.AbstractContextManager[None]] = staticmethod(ProbeLogClient.call_metadata)
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._client.close())
+            self._loop.close()
+
+    def __enter__(self) -> SyncProbeLogClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()

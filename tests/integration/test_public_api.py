@@ -145,3 +145,30 @@ def test_cli_and_grpcurl_carry_the_key(keyed):
     assert json.loads(ran.stdout)["hits"]
     closed = subprocess.run([GRPCURL, "-plaintext", keyed.address, "list"], capture_output=True, text=True, timeout=60)
     assert closed.returncode != 0 and "Unauthenticated" in closed.stderr
+
+
+async def test_per_call_metadata_carries_another_key(keyed):
+    from probelog.client import ProbeLogClient
+    from probelog.common.errors import RemoteError
+
+    async with ProbeLogClient(keyed.address, token=READ_KEY) as client:
+        assert (await client.search("pizza", top_k=1)).hits  # the client's own read key
+        with pytest.raises(RemoteError, match="needs the write role") as refused:
+            await client.index("shuffled")
+        assert refused.value.status == "PERMISSION_DENIED"
+        with client.call_metadata(("authorization", f"Bearer {WRITE_KEY}"), ("x-request-id", "per-call-1")):
+            assert (await client.index("shuffled")).model.model_id == "shuffled"
+        with pytest.raises(RemoteError, match="needs the write role"):  # the block's key is gone after it
+            await client.index("shuffled")
+    assert '"request_id": "per-call-1"' in keyed.output()
+
+
+def test_the_synchronous_client_blocks_for_each_answer(keyed):
+    from probelog.client import SyncProbeLogClient
+
+    with SyncProbeLogClient(keyed.address, token=READ_KEY) as client:
+        first = client.search("pizza", top_k=2)
+        again = client.search("pizza", top_k=2)
+        assert [h.model_id for h in first.hits] == [h.model_id for h in again.hits] and first.hits
+        with client.call_metadata(("authorization", f"Bearer {WRITE_KEY}")):
+            assert client.index("matcher").model.model_id == "matcher"

@@ -164,7 +164,7 @@ async def test_readme_python_example_runs_as_a_saved_script(world_stub, tmp_path
     # The README's Python block, saved as it is and run against the tiny world's hub (the
     # example's fox images are any two images of the reader's).
     text = (procs.REPO / "README.md").read_text()
-    (block,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    block = re.findall(r"```python\n(.*?)```", text, re.S)[0]  # the async example
     script = tmp_path / "example.py"
     script.write_text(block)
     for name in ("fox1.png", "fox2.png"):

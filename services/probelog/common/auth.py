@@ -20,6 +20,7 @@ logged.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -195,14 +196,26 @@ def is_loopback(address: str) -> bool:
 # ---------------------------------------------------------------------- the client side
 
 
+#: Metadata added to the calls made in this context, on channels made with ``per_call=True``
+#: (``ProbeLogClient.call_metadata``); an ``authorization`` entry here replaces the channel's key.
+CALL_METADATA: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "probelog_call_metadata", default=()
+)
+
+
 class _Bearer:
-    """Adds the key to a call's metadata (grpc.aio sorts interceptors by their one kind)."""
+    """Adds the key, and the context's call metadata, to a call's metadata (grpc.aio sorts
+    interceptors by their one kind)."""
 
     def __init__(self, token: str) -> None:
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = grpc.aio.Metadata(*(details.metadata or ()), *self._metadata)
+        extra = CALL_METADATA.get()
+        own = () if any(key == "authorization" for key, _ in extra) else self._metadata
+        if not extra and not own:
+            return details
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), *own, *extra)
         return grpc.aio.ClientCallDetails(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
@@ -228,10 +241,10 @@ class _BearerStreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):  # t
         return await continuation(self._details(details), request_iterator)
 
 
-def bearer_interceptors(token: str) -> list[grpc.aio.ClientInterceptor]:
-    """Client interceptors that add ``authorization: Bearer <token>`` to every call (none for an
-    empty token)."""
-    if not token:
+def bearer_interceptors(token: str, *, per_call: bool = False) -> list[grpc.aio.ClientInterceptor]:
+    """Client interceptors that add ``authorization: Bearer <token>`` to every call and, with
+    ``per_call``, the metadata of :data:`CALL_METADATA` (none for an empty token without it)."""
+    if not token and not per_call:
         return []
     kinds = (_BearerUnaryUnary, _BearerUnaryStream, _BearerStreamUnary, _BearerStreamStream)
     return [kind(token) for kind in kinds]

@@ -11,6 +11,7 @@ SERVING and each service's name (readiness) as its backends answer
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from collections.abc import Sequence
@@ -188,14 +189,36 @@ async def create_server(
     return running
 
 
-def create_channel(address: str, tls: TlsFiles | None = None, token: str = "") -> grpc.aio.Channel:
+#: What the public client retries: UNAVAILABLE (a server restarting, a connection lost), up to 4
+#: attempts with exponential backoff, within the call's own deadline. Every SearchService method is
+#: safe to retry: reads, and writes that are idempotent (IndexModel replaces the model's version).
+RETRY_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": "probelog.v1.SearchService"}],
+        "retryPolicy": {
+            "maxAttempts": 4,
+            "initialBackoff": "0.2s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }]
+})
+
+
+def create_channel(
+    address: str, tls: TlsFiles | None = None, token: str = "", *, per_call: bool = False, retry: bool = False
+) -> grpc.aio.Channel:
     """A client channel with the project's message limits and keepalive; with ``token``, every
-    call carries ``authorization: Bearer <token>``."""
+    call carries ``authorization: Bearer <token>``; with ``per_call``, the metadata of
+    :data:`probelog.common.auth.CALL_METADATA` too; with ``retry``, gRPC retries UNAVAILABLE
+    (:data:`RETRY_SERVICE_CONFIG`)."""
     from probelog.common.auth import bearer_interceptors
 
-    interceptors = bearer_interceptors(token)
+    interceptors = bearer_interceptors(token, per_call=per_call)
+    options = list(CHANNEL_OPTIONS)
+    if retry:
+        options += [("grpc.enable_retries", 1), ("grpc.service_config", RETRY_SERVICE_CONFIG)]
     if tls and (tls.ca_file or tls.cert_file):
-        return grpc.aio.secure_channel(
-            address, tls.channel_credentials(), options=CHANNEL_OPTIONS, interceptors=interceptors
-        )
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+        return grpc.aio.secure_channel(address, tls.channel_credentials(), options=options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
