@@ -20,6 +20,7 @@ health_serving{service}             1 while the server reports SERVING, else 0
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -97,9 +98,7 @@ def _code_of(context: grpc.aio.ServicerContext, exc: BaseException | None) -> gr
         return code
     if exc is None:
         return grpc.StatusCode.OK
-    if isinstance(exc, grpc.aio.AbortError):  # aborted without a code the context kept
-        return grpc.StatusCode.UNKNOWN
-    if isinstance(exc, BaseException) and type(exc).__name__ == "CancelledError":
+    if isinstance(exc, asyncio.CancelledError):  # the caller went away
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
 
