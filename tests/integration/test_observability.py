@@ -130,6 +130,12 @@ async def test_metrics_count_calls_by_method_and_code_and_logs_carry_the_request
     assert grew(ok) == 1 and grew(bad) == 1
     assert grew(f'probelog_rpc_duration_seconds_count{{method="Search",service="{SEARCH}"}}') == 2
     assert after[f'probelog_health_serving{{service="{SEARCH}"}}'] == 1
+    for stage in ("encode", "rank"):
+        assert grew(f'probelog_stage_seconds_count{{rpc="Search",stage="{stage}"}}') == 1
+    for stage in ("probe", "descriptors", "store", "searchable"):
+        assert grew(f'probelog_stage_seconds_count{{rpc="IndexModel",stage="{stage}"}}') == 1
+    assert grew("probelog_probe_images_per_second_count") == 1
+    assert grew('probelog_text_cache_lookups_total{result="miss"}') >= 1
 
     lines = json_lines(service.output())
     access = [line for line in lines if line.get("request_id") == "req-observed-1" and line["logger"] == "probelog.access"]

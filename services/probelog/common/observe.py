@@ -15,7 +15,14 @@ rpc_total{service,method,code}      calls ended, by status code
 rpc_duration_seconds{service,method} a histogram of call durations
 rpc_in_flight{service}              calls running now
 health_serving{service}             1 while the server reports SERVING, else 0
+stage_seconds{rpc,stage}            the orchestrator's stages: encode and rank of a
+                                    search, probe, descriptors, store and searchable of
+                                    an index
+probe_images_per_second             probing throughput of each indexed model
 =================================== ==================================================
+
+The encoder adds its text cache and pass sizes (:mod:`probelog.clip_encoder.text_batches`),
+the ranker its batch sizes and window waits (:mod:`probelog.ranker.batcher`).
 """
 
 from __future__ import annotations
@@ -45,6 +52,17 @@ DURATION = Histogram(
 )
 IN_FLIGHT = Gauge("probelog_rpc_in_flight", "gRPC calls running now", ["service"])
 SERVING = Gauge("probelog_health_serving", "1 while the server reports SERVING", ["service"])
+STAGES = Histogram("probelog_stage_seconds", "Duration of each stage of an orchestrator call", ["rpc", "stage"], buckets=_BUCKETS)
+PROBE_RATE = Histogram(
+    "probelog_probe_images_per_second", "Probe images per second while indexing a model",
+    buckets=(10, 30, 100, 300, 1000, 3000, 10000, 30000),
+)
+
+
+def observe_stages(rpc: str, **microseconds: int) -> None:
+    """Record the stages of one orchestrator call, given in microseconds by name."""
+    for stage, us in microseconds.items():
+        STAGES.labels(rpc, stage).observe(us / 1e6)
 
 access = logging.getLogger("probelog.access")
 

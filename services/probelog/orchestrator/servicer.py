@@ -15,6 +15,7 @@ from probelog.common.edge import rpc, time_remaining
 from probelog.common.errors import InvalidArgument
 from probelog.common.ids import MAX_TOP_K, check_model_id, check_page_size, check_probe_set_id, check_top_k
 from probelog.common.limits import ModelLimits
+from probelog.common.observe import PROBE_RATE, observe_stages
 from probelog.common.ports import Concept, ImageQuery
 from probelog.core.tasks import Aggregation
 from probelog.orchestrator.evidence import check_evidence_probes, check_probe_indices, check_thumbnail_px
@@ -142,7 +143,9 @@ def similar_query(request: pb.SimilarLogitsRequest) -> SimilarQuery:
     )
 
 
-def _timings(result: TaskResult) -> pb.StageTimings:
+def _timings(result: TaskResult, rpc: str) -> pb.StageTimings:
+    """The response's stage timings, also recorded in the metrics."""
+    observe_stages(rpc, encode=result.encode_us, rank=result.rank_us)
     return pb.StageTimings(encode_us=result.encode_us, rank_us=result.rank_us, total_us=result.total_us)
 
 
@@ -181,6 +184,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
     @rpc
     async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext) -> pb.SearchResponse:
         result = await self._engine.search(search_query(request), timeout=time_remaining(context, SEARCH_TIMEOUT_S))
+        observe_stages("Search", encode=result.encode_us, rank=result.rank_us)
         return pb.SearchResponse(
             hits=result.hits,
             probe_set_id=result.probe_set_id,
@@ -195,6 +199,11 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
         self, request: pb.IndexModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.IndexModelResponse:
         result = await self._engine.index_model(index_request(request, self._limits), timeout=time_remaining(context, INDEX_TIMEOUT_S))
+        observe_stages(
+            "IndexModel", probe=result.probe_us, descriptors=result.descriptors_us, store=result.store_us,
+            searchable=result.searchable_us,
+        )
+        PROBE_RATE.observe(result.images_per_second)
         return pb.IndexModelResponse(
             model=result.model,
             timings=pb.IndexTimings(
@@ -266,7 +275,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             n_logits_searched=result.n_logits_searched,
             n_models_searched=result.n_models_searched,
             n_models_eligible=result.n_models_eligible,
-            timings=_timings(result),
+            timings=_timings(result, "TaskSearch"),
             partial=result.partial,
             candidate_depth=result.depth,
         )
@@ -284,7 +293,7 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             probe_set_id=result.probe_set_id,
             n_logits_searched=result.n_logits_searched,
             n_models_searched=result.n_models_searched,
-            timings=_timings(result),
+            timings=_timings(result, "SimilarLogits"),
             partial=result.partial,
         )
 
