@@ -1,7 +1,7 @@
 """The ranker: an in-memory index per probe set, kept in step with the descriptor store.
 
-At start it notes the store's current sequence number, loads every model it owns, then follows
-the store's change feed from that number, so a model indexed anywhere becomes searchable
+At start it notes the store's current sequence number in each partition of its change feed,
+loads every model it owns, then follows every partition of the feed from those numbers, so a model indexed anywhere becomes searchable
 without a restart and a restarted ranker serves the current state. Re-applying a change is
 harmless (a put replaces, a delete of a missing model does nothing), which is what makes the
 snapshot-then-follow hand-over safe.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from probelog.common.errors import (
     NotFound,
     ProbeLogError,
 )
-from probelog.common.ids import MAX_RANK_QUERIES
+from probelog.common.ids import MAX_RANK_QUERIES, hash_range_of
 from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult, iter_models
 from probelog.core import kernels
 from probelog.core.descriptors import zscore
@@ -43,7 +42,6 @@ from probelog.v1 import types_pb2
 
 logger = logging.getLogger(__name__)
 
-_HASH_SPACE = 1 << 32
 #: How long stop() waits for the change-feed follower to end.
 _STOP_TIMEOUT_S = 2.0
 #: Models whose descriptors are fetched from the store at once while loading.
@@ -56,8 +54,7 @@ _INLINE_ZSCORE_VALUES = 1 << 16
 
 def shard_of(model_id: str, shard_count: int) -> int:
     """The shard that owns ``model_id``: its hash range among ``shard_count`` equal ranges."""
-    h = int.from_bytes(hashlib.sha1(model_id.encode()).digest()[:4], "big")
-    return h * shard_count // _HASH_SPACE
+    return hash_range_of(model_id, shard_count)
 
 
 def to_hits(hits: list[IndexHit]) -> list[types_pb2.Hit]:
@@ -110,7 +107,7 @@ class Ranker:
         self.shard_count = shard_count
         self.values_dtype = np.dtype(values_dtype)
         self.indexes: dict[str, SparseLogitIndex] = {}
-        self._applied = 0
+        self._applied: list[int] = []  # per partition of the store's change feed
         self._applied_changed = asyncio.Condition()
         self._follower: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
@@ -187,7 +184,7 @@ class Ranker:
         applied sequence becomes the store's current one even if that is lower, so callers
         waiting for a new change are not told it is searchable before it is."""
         store = self.store
-        sequence = await store.current_sequence()
+        sequences = await store.current_sequences()
         indexes: dict[str, SparseLogitIndex] = {}
         n_models = 0
         slots = asyncio.Semaphore(_LOAD_CONCURRENCY)
@@ -203,12 +200,15 @@ class Ranker:
                 await asyncio.gather(*(load(probe_set.probe_set_id, m) for m in owned))
                 n_models += len(owned)
         self.indexes = indexes
-        await self._set_applied(sequence, exact=reset)
+        async with self._applied_changed:
+            # With reset, lower positions win: the store lost or trimmed its history.
+            self._applied = sequences if reset or not self._applied else list(map(max, self._applied, sequences))
+            self._applied_changed.notify_all()
         self._loaded.set()
         logger.info(
-            "ranker shard %d/%d loaded %d models (%d logits) at sequence %d",
+            "ranker shard %d/%d loaded %d models (%d logits) at sequence %d (%d partitions)",
             self.shard_index, self.shard_count, n_models,
-            sum(i.stats().n_logits for i in indexes.values()), sequence,
+            sum(i.stats().n_logits for i in indexes.values()), sum(sequences), len(sequences),
         )
 
     async def _load_model(
@@ -234,9 +234,10 @@ class Ranker:
         except ValueError as exc:
             logger.error("model %s of %s cannot be indexed: %s", model_id, probe_set_id, exc)
 
-    async def _set_applied(self, sequence: int, *, exact: bool = False) -> None:
+    async def _set_applied(self, change: Change) -> None:
         async with self._applied_changed:
-            self._applied = sequence if exact else max(self._applied, sequence)
+            if change.partition < len(self._applied):
+                self._applied[change.partition] = max(self._applied[change.partition], change.sequence)
             self._applied_changed.notify_all()
 
     async def _maybe_compact(self, index: SparseLogitIndex) -> None:
@@ -259,7 +260,7 @@ class Ranker:
                 await asyncio.to_thread(self.indexes[change.probe_set_id].remove, change.model_id)
             if change.probe_set_id in self.indexes:
                 await self._maybe_compact(self.indexes[change.probe_set_id])
-        await self._set_applied(change.sequence)
+        await self._set_applied(change)
         return True
 
     async def _follow(self) -> None:
@@ -282,14 +283,18 @@ class Ranker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def applied_sequence(self, *, timeout: float | None = None) -> int:
-        return self._applied
+    async def applied_sequences(self, *, timeout: float | None = None) -> list[int]:
+        return list(self._applied)
 
-    async def wait_applied(self, sequence: int, timeout: float | None = None) -> bool:
-        """Wait until changes up to ``sequence`` are searchable; False on timeout."""
+    async def wait_applied(self, model_id: str, sequence: int, timeout: float | None = None) -> bool:
+        """Wait until the change ``sequence`` of ``model_id``'s partition (and every change
+        before it there) is searchable; False on timeout."""
+        def reached_in_partition() -> bool:
+            return bool(self._applied) and self._applied[hash_range_of(model_id, len(self._applied))] >= sequence
+
         async def reached() -> None:
             async with self._applied_changed:
-                await self._applied_changed.wait_for(lambda: self._applied >= sequence)
+                await self._applied_changed.wait_for(reached_in_partition)
 
         try:
             await asyncio.wait_for(reached(), timeout)
