@@ -1,5 +1,5 @@
 """The DescriptorStore contract, on both backends: the on-disk store of embedded mode and Redis
-(a real server). Same results, same errors, same change feed. Backend-specific promises (the
+(a real server, and a real 3-master Redis Cluster). Same results, same errors, same change feed. Backend-specific promises (the
 Redis key schema, retries, TLS) are in test_redis_store.py."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from probelog.descriptor_store.file_store import FileDescriptorStore
 from probelog.descriptor_store.redis_store import RedisDescriptorStore
 from probelog.v1 import types_pb2
 from tests.support import stores
+from probelog_devstack import redis_server
 from tests.support.backends import redis_for_tests
 
 
@@ -29,16 +30,27 @@ def redis_url(tmp_path_factory):
         yield handle.url
 
 
-@pytest.fixture(params=["file", "redis"])
-def open_store(request, tmp_path, redis_url):
+@pytest.fixture(scope="module")
+def redis_cluster_url(tmp_path_factory):
+    cluster = redis_server.start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster.url
+    cluster.stop()
+
+
+@pytest.fixture(params=["file", "redis", "redis-cluster"])
+def open_store(request, tmp_path):
     """Opens the backend under test; every call opens the same data again (a restart)."""
     prefix = "t" + uuid.uuid4().hex[:10]
+    if request.param != "file":
+        cluster = request.param == "redis-cluster"
+        url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
+        settings = StoreSettings(store_url=url, redis_key_prefix=prefix, redis_cluster=cluster)
 
     async def open_():
         if request.param == "file":
             store = FileDescriptorStore(tmp_path / "store")
         else:
-            store = RedisDescriptorStore.from_settings(StoreSettings(store_url=redis_url, redis_key_prefix=prefix))
+            store = RedisDescriptorStore.from_settings(settings)
         await store.open()
         return store
 

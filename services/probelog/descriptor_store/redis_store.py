@@ -230,8 +230,8 @@ class RedisDescriptorStore:
             if settings.redis_cluster:
                 if url.startswith("unix://"):
                     raise ValueError("a Redis Cluster is reached over TCP, not a unix socket")
-                # The cluster client's own retries off as well, its topology refreshes on.
-                client = RedisCluster.from_url(url, cluster_error_retry_attempts=0, **options)
+                # The same options: its own retries off (``retry``), TLS, credentials.
+                client = RedisCluster.from_url(url, **options)
             else:
                 client = aioredis.Redis.from_url(url, **options)
         except (ValueError, RedisClusterException) as exc:
@@ -653,6 +653,9 @@ class RedisDescriptorStore:
         check = True
         delay = 0.1
         while True:
+            # redis-py may answer a cancellation that lands in a blocking XREAD with the
+            # read's empty reply: look before reading again.
+            _reraise_if_cancelling()
             try:
                 if check:
                     newest = await self._stream_newest(key)
