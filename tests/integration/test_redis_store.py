@@ -163,7 +163,7 @@ async def test_keys_of_the_earlier_layout_are_refused_with_what_to_do(redis_url)
     old = await _redis_store(redis_url, redis_key_prefix=prefix)
     await old._redis.xadd(f"{{{prefix}}}:changes", {"kind": "PUT", "ps": "ps-0000000000000000", "model": "m"})
     store = RedisDescriptorStore.from_settings(StoreSettings(store_url=redis_url, redis_key_prefix=prefix))
-    with pytest.raises(FailedPrecondition, match="earlier version .* index them again into a new redis_key_prefix"):
+    with pytest.raises(FailedPrecondition, match=r"earlier version .* index them again into a new redis_key_prefix"):
         await store.open()
     await store.close()
     # Another partition count is refused as well.

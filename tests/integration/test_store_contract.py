@@ -19,8 +19,8 @@ from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.file_store import FileDescriptorStore
 from probelog.descriptor_store.redis_store import RedisDescriptorStore
 from probelog.v1 import types_pb2
-from tests.support import stores
 from probelog_devstack import redis_server
+from tests.support import stores
 from tests.support.backends import redis_for_tests
 
 
