@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import grpc
 import numpy as np
 import pytest
 
 from probelog.common.errors import NotFound
 from probelog.common.ids import hash_range_of
 from probelog.common.ports import ChangeKind
+from probelog.common.server import create_server
+from probelog.descriptor_store.client import DescriptorStoreClient
 from probelog.descriptor_store.config import StoreSettings
 from probelog.descriptor_store.redis_store import PARTITIONS, RedisDescriptorStore
+from probelog.descriptor_store.servicer import DescriptorStoreServicer
+from probelog.v1 import descriptor_store_pb2 as pb
+from probelog.v1 import descriptor_store_pb2_grpc as pb_grpc
 from probelog_devstack import redis_server
 from tests.support import stores
 
@@ -72,6 +78,36 @@ async def test_a_models_keys_share_a_slot_and_partitions_spread_over_the_masters
     finally:
         if ranker is not None:
             await ranker.stop()
+        await store.close()
+
+
+async def test_the_store_service_serves_the_partitioned_feed_over_grpc(cluster):
+    store = await _cluster_store(cluster.url)
+    server = await create_server([DescriptorStoreServicer(store, "redis")], "127.0.0.1:0")
+    address = f"127.0.0.1:{server.port}"
+    client = DescriptorStoreClient(grpc.aio.insecure_channel(address), address)
+    try:
+        ps, _ = await client.put_probe_set("probes", stores.images())
+        sequence = await client.put_model(*stores.model(ps.probe_set_id, "over/grpc"))
+        partition = hash_range_of("over/grpc", PARTITIONS)
+        sequences = await client.current_sequences()
+        assert len(sequences) == PARTITIONS and sequences[partition] == sequence == 1 and sum(sequences) == 1
+        feed = client.watch([0] * PARTITIONS)
+        change = await asyncio.wait_for(anext(feed), 30)
+        assert (change.partition, change.sequence, change.model_id) == (partition, 1, "over/grpc")
+        await feed.aclose()
+        # Positions for another number of partitions: a clear INVALID_ARGUMENT, no trace.
+        async with grpc.aio.insecure_channel(address) as channel:
+            call = pb_grpc.DescriptorStoreServiceStub(channel).WatchChanges(pb.WatchChangesRequest(after_sequences=[0, 0]))
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await anext(aiter(call))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert raised.value.details() == (
+            f"the change feed on redis at {store.endpoint} has {PARTITIONS} partitions, got 2 positions"
+        )
+    finally:
+        await client.close()
+        await server.stop(0)
         await store.close()
 
 
