@@ -131,6 +131,7 @@ async def test_a_cancellation_storm_leaves_every_model_whole_or_gone(served):
 
 async def test_index_model_that_committed_answers_searchable_false_when_the_ranker_is_down(served, monkeypatch):
     from probelog.common.errors import Unavailable
+    from probelog.common.ids import hash_range_of
 
     stub, embedded = served
 
@@ -143,5 +144,10 @@ async def test_index_model_that_committed_answers_searchable_false_when_the_rank
     # Committed all the same: the store has it, and the ranker serves it once it answers again.
     assert (await stub.GetModel(search_pb2.GetModelRequest(model_id="while-down"))).model.n_logits == 3
     monkeypatch.undo()
+    # The ranker follows the store's change feed on its own: once it has applied the write (the
+    # latest change of the model's partition), the model is searchable.
+    sequences = await embedded.store.current_sequences()
+    sequence = sequences[hash_range_of("while-down", len(sequences))]
+    assert await embedded.ranker.wait_applied("while-down", sequence, timeout=30)
     hits = (await stub.Search(search_pb2.SearchRequest(text="pizza", include_model_ids=["while-down"]))).hits
     assert hits
