@@ -92,8 +92,8 @@ async def test_a_cancellation_storm_leaves_every_model_whole_or_gone(served):
     deadline = time.monotonic() + 30
     while True:
         await asyncio.sleep(0.2)
-        last = await store.current_sequence()
-        if await ranker.applied_sequence() == last and await store.current_sequence() == last:
+        last = await store.current_sequences()
+        if await ranker.applied_sequences() == last and await store.current_sequences() == last:
             break
         assert time.monotonic() < deadline, "the ranker did not catch up with the store"
 
@@ -110,39 +110,44 @@ async def test_a_cancellation_storm_leaves_every_model_whole_or_gone(served):
         )).hits
         assert (model_id in listed) == found == bool(hits), (model_id, model_id in listed, found, len(hits))
 
-    # The change feed: strictly increasing sequences, no duplicates, ending at the current one.
-    sequences = []
+    # The change feed: in each partition, strictly increasing sequences, no duplicates, ending at
+    # the partition's current one.
+    sequences: list[list[int]] = [[] for _ in last]
 
     async def read_feed() -> None:
-        async for change in store.watch(0):
-            sequences.append(change.sequence)
-            if change.sequence >= last:
+        async for change in store.watch():
+            sequences[change.partition].append(change.sequence)
+            if all((s[-1] if s else 0) >= at for s, at in zip(sequences, last, strict=True)):
                 return
 
     try:
         await asyncio.wait_for(read_feed(), timeout=30)
     except TimeoutError:
-        raise AssertionError(f"feed: {len(sequences)} changes read, last {sequences[-3:]}, want {last}") from None
-    assert sequences == sorted(set(sequences)), "duplicate or out-of-order sequences"
-    assert sequences[-1] == last
+        raise AssertionError(f"feed: {sum(map(len, sequences))} changes read, want {last}") from None
+    for partition, seen in enumerate(sequences):
+        assert seen == sorted(set(seen)), f"duplicate or out-of-order sequences in partition {partition}"
+        assert (seen[-1] if seen else 0) == last[partition]
 
 
 async def test_index_model_that_committed_answers_searchable_false_when_the_ranker_is_down(served, monkeypatch):
     from probelog.common.errors import Unavailable
+    from probelog.common.ids import hash_range_of
 
     stub, embedded = served
 
     async def down(*, timeout=None):
         raise Unavailable("the ranker at 127.0.0.1:1 is unavailable: connection refused")
 
-    monkeypatch.setattr(embedded.engine.ranker, "applied_sequence", down)
+    monkeypatch.setattr(embedded.engine.ranker, "applied_sequences", down)
     response = await stub.IndexModel(search_pb2.IndexModelRequest(model_name="random-1", model_id="while-down"))
     assert response.model.model_id == "while-down" and not response.searchable
     # Committed all the same: the store has it, and the ranker serves it once it answers again.
     assert (await stub.GetModel(search_pb2.GetModelRequest(model_id="while-down"))).model.n_logits == 3
     monkeypatch.undo()
-    # The ranker follows the store's change feed on its own: once it has applied the write, the
-    # model is searchable.
-    assert await embedded.ranker.wait_applied(await embedded.store.current_sequence(), timeout=30)
+    # The ranker follows the store's change feed on its own: once it has applied the write (the
+    # latest change of the model's partition), the model is searchable.
+    sequences = await embedded.store.current_sequences()
+    sequence = sequences[hash_range_of("while-down", len(sequences))]
+    assert await embedded.ranker.wait_applied("while-down", sequence, timeout=30)
     hits = (await stub.Search(search_pb2.SearchRequest(text="pizza", include_model_ids=["while-down"]))).hits
     assert hits

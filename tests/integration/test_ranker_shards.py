@@ -32,9 +32,12 @@ def model(rng, ps_id, model_id, background, n_logits=None, logits=None):
     return info, entries, calibration_offsets(entries, background, K), logits
 
 
-async def wait_applied(clients, sequence, timeout=60.0):
+async def wait_applied(clients, store, timeout=60.0):
+    """Until every client applied every change the store has made, in every partition."""
+    target = await store.current_sequences()
+
     async def one(client):
-        while await client.applied_sequence() < sequence:
+        while not all(a >= t for a, t in zip(await client.applied_sequences(), target, strict=True)):
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(asyncio.gather(*(one(c) for c in clients)), timeout)
@@ -61,11 +64,11 @@ async def cluster(tmp_path_factory):
         ids = [f"hub/model-{i:03d}" for i in range(90)]
         for model_id in ids:
             info, entries, offsets, logits = model(rng, ps_id, model_id, background)
-            sequence = await store_client.put_model(info, entries, offsets)
+            await store_client.put_model(info, entries, offsets)
             if model_id.endswith(("0", "5")):
                 # A re-upload under another id: equal scores across (probably) different shards.
                 twin, entries, offsets, _ = model(rng, ps_id, model_id + "-copy", background, logits=logits)
-                sequence = await store_client.put_model(twin, entries, offsets)
+                await store_client.put_model(twin, entries, offsets)
         shards = [
             procs.start(f"shard{i}", ["ranker", "--store-address", store.address,
                                       "--shard-index", str(i), "--shard-count", str(N_SHARDS)], work)
@@ -77,7 +80,7 @@ async def cluster(tmp_path_factory):
         shard_clients = [RankerClient(create_channel(s.address), s.address) for s in shards]
         single_client = RankerClient(create_channel(single.address), single.address)
         clients.extend([*shard_clients, single_client])
-        await wait_applied([*shard_clients, single_client], sequence)
+        await wait_applied([*shard_clients, single_client], store_client)
         yield {
             "ps_id": ps_id, "store": store_client, "background": background, "rng": rng,
             "shards": shards, "shard_clients": shard_clients, "single": single_client,
@@ -133,8 +136,8 @@ async def test_models_indexed_or_deleted_later_reach_their_shard(cluster):
     store, rng = cluster["store"], cluster["rng"]
     info, entries, offsets, _ = model(rng, cluster["ps_id"], "late/arrival", cluster["background"], n_logits=4)
     await store.put_model(info, entries, offsets)
-    sequence = await store.delete_model(cluster["ps_id"], "hub/model-007")
-    await wait_applied([*cluster["shard_clients"], cluster["single"]], sequence)
+    await store.delete_model(cluster["ps_id"], "hub/model-007")
+    await wait_applied([*cluster["shard_clients"], cluster["single"]], store)
     await compare_random_queries(cluster, 15, seed=2)
     found = await ShardedRanker(cluster["shard_clients"]).rank(
         cluster["ps_id"], np.random.default_rng(3).normal(size=(1, N_PROBES)).astype(np.float32), 5,

@@ -12,10 +12,11 @@ import uuid
 import numpy as np
 import pytest
 
-from probelog.common.errors import NotFound, Unavailable
+from probelog.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from probelog.common.ids import hash_range_of
 from probelog.common.ports import ChangeKind
 from probelog.descriptor_store.config import StoreSettings
-from probelog.descriptor_store.redis_store import CHUNK_BYTES, RedisDescriptorStore
+from probelog.descriptor_store.redis_store import CHUNK_BYTES, PARTITIONS, RedisDescriptorStore
 from probelog_devstack import free_port, redis_server
 from tests.support import stores
 from tests.support.backends import redis_for_tests
@@ -54,25 +55,34 @@ async def test_key_schema_reindex_is_idempotent_and_delete_removes_everything(re
         _, got = await store.get_probe_set(ps_id)
         assert np.array_equal(got, images)
         tag = "{" + store.prefix + "}"
+        # The model's partition: its keys, listing and change stream share the tag {P:n}.
+        part = "{" + f"{store.prefix}:{hash_range_of('m:1', PARTITIONS)}" + "}"
 
         async def keys() -> set[bytes]:
-            return {k async for k in raw.scan_iter(match=f"{tag}:*")}
+            return {k async for k in raw.scan_iter(match=f"{{{store.prefix}[:}}]*")}
 
-        base = {f"{tag}:probe_sets", f"{tag}:ps:{ps_id}", *(f"{tag}:ps:{ps_id}:chunk:{i}" for i in range(n_chunks))}
+        base = {
+            f"{tag}:layout", f"{tag}:probe_sets", f"{tag}:ps:{ps_id}",
+            *(f"{tag}:ps:{ps_id}:chunk:{i}" for i in range(n_chunks)),
+        }
         assert await keys() == {k.encode() for k in base}
+        assert await raw.get(f"{tag}:layout") == str(PARTITIONS).encode()
         info, entries, offsets = stores.model(ps_id, "m:1", n_probes=len(images))
         await store.put_model(info, entries, offsets)
         after_one = await keys()
-        record = await raw.get(f"{tag}:model:{ps_id}:m:1")
+        assert after_one == {k.encode() for k in base} | {
+            f"{part}:model:{ps_id}:m:1".encode(), f"{part}:models:{ps_id}".encode(), f"{part}:changes".encode(),
+        }
+        record = await raw.get(f"{part}:model:{ps_id}:m:1")
         await store.put_model(info, entries, offsets)
         assert await keys() == after_one  # same keys, one listing entry, the same record
-        assert await raw.zrange(f"{tag}:models:{ps_id}", 0, -1) == [b"m:1"]
-        assert await raw.get(f"{tag}:model:{ps_id}:m:1") == record
+        assert await raw.zrange(f"{part}:models:{ps_id}", 0, -1) == [b"m:1"]
+        assert await raw.get(f"{part}:model:{ps_id}:m:1") == record
         # Compact binary, not JSON: the record is about the size of the arrays themselves.
         assert len(record) < 1.2 * (entries.top_indices.size * 8 + offsets.size * 4) + 200
         await store.delete_model(ps_id, "m:1")
-        assert await keys() == {k.encode() for k in base} | {f"{tag}:changes".encode()}
-        assert await raw.xlen(f"{tag}:changes") == 3
+        assert await keys() == {k.encode() for k in base} | {f"{part}:changes".encode()}
+        assert await raw.xlen(f"{part}:changes") == 3
     finally:
         await store.close()
 
@@ -96,39 +106,74 @@ async def test_half_registered_probe_set_is_invisible_until_committed(redis_url)
         await store.close()
 
 
+def _in_one_partition(n: int) -> tuple[int, list[str]]:
+    """A partition and ``n`` model ids that fall in it."""
+    ids = [f"m{i}" for i in range(1000) if hash_range_of(f"m{i}", PARTITIONS) == 0][:n]
+    return 0, ids
+
+
+def _at(partition: int, sequence: int) -> list[int]:
+    """Feed positions: ``sequence`` in ``partition``, the start of every other partition."""
+    return [sequence if p == partition else 0 for p in range(PARTITIONS)]
+
+
 async def test_change_feed_follows_and_resets_when_trimmed(redis_url):
     writer = await _redis_store(redis_url)
     reader = await _redis_store(redis_url, redis_key_prefix=writer.prefix)
+    partition, m = _in_one_partition(6)
     try:
         ps, _ = await writer.put_probe_set("probes", stores.images())
         for i in range(3):
-            await writer.put_model(*stores.model(ps.probe_set_id, f"m{i}", seed=i))
-        feed = reader.watch(1)
-        assert [(c.sequence, c.model_id) for c in [await anext(feed), await anext(feed)]] == [(2, "m1"), (3, "m2")]
+            await writer.put_model(*stores.model(ps.probe_set_id, m[i], seed=i))
+        feed = reader.watch(_at(partition, 1))
+        assert [(c.sequence, c.model_id) for c in [await anext(feed), await anext(feed)]] == [(2, m[1]), (3, m[2])]
         pending = asyncio.ensure_future(anext(feed))
         await asyncio.sleep(0.1)
         assert not pending.done()  # blocked on XREAD until the next write
-        await writer.delete_model(ps.probe_set_id, "m0")
+        await writer.delete_model(ps.probe_set_id, m[0])
         change = await asyncio.wait_for(pending, 30)
-        assert (change.sequence, change.kind, change.model_id) == (4, ChangeKind.DELETE, "m0")
+        assert (change.partition, change.sequence, change.kind, change.model_id) == (
+            partition, 4, ChangeKind.DELETE, m[0],
+        )
         await feed.aclose()
         # Trim the stream past what a late follower asks for: it is told to reload.
         for i in range(3, 6):
-            await writer.put_model(*stores.model(ps.probe_set_id, f"m{i}", seed=i))
-        await writer._redis.xtrim(writer._changes_key, maxlen=1, approximate=False)
-        late = reader.watch(2)
+            await writer.put_model(*stores.model(ps.probe_set_id, m[i], seed=i))
+        await writer._redis.xtrim(writer._changes_key(partition), maxlen=1, approximate=False)
+        late = reader.watch(_at(partition, 2))
         first, second = await anext(late), await anext(late)
-        assert first.kind is ChangeKind.RESET
-        assert (second.sequence, second.model_id) == (7, "m5")
+        assert (first.kind, first.partition) == (ChangeKind.RESET, partition)
+        assert (second.sequence, second.model_id) == (7, m[5])
         await late.aclose()
         # A follower ahead of the stream (the data set was lost) is told to reload too.
-        ahead = reader.watch(1000)
+        ahead = reader.watch(_at(partition, 1000))
         assert (await anext(ahead)).kind is ChangeKind.RESET
         await ahead.aclose()
-        assert await reader.current_sequence() == 7
+        assert await reader.current_sequences() == _at(partition, 7)
+        with pytest.raises(InvalidArgument, match="16 partitions, got 2"):
+            await anext(reader.watch([0, 0]))
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_keys_of_the_earlier_layout_are_refused_with_what_to_do(redis_url):
+    # The earlier layout kept one change stream, {P}:changes, beside its models' keys.
+    prefix = _prefix()
+    old = await _redis_store(redis_url, redis_key_prefix=prefix)
+    await old._redis.xadd(f"{{{prefix}}}:changes", {"kind": "PUT", "ps": "ps-0000000000000000", "model": "m"})
+    store = RedisDescriptorStore.from_settings(StoreSettings(store_url=redis_url, redis_key_prefix=prefix))
+    with pytest.raises(FailedPrecondition, match=r"earlier version .* index them again into a new redis_key_prefix"):
+        await store.open()
+    await store.close()
+    # Another partition count is refused as well.
+    other = _prefix()
+    await old._redis.set(f"{{{other}}}:layout", "4")
+    store = RedisDescriptorStore.from_settings(StoreSettings(store_url=redis_url, redis_key_prefix=other))
+    with pytest.raises(FailedPrecondition, match=f"written with 4 partitions, this version uses {PARTITIONS}"):
+        await store.open()
+    await store.close()
+    await old.close()
 
 
 async def test_unreachable_redis_is_unavailable_naming_the_endpoint_without_the_password():
@@ -149,7 +194,8 @@ async def test_acl_user_and_password_are_passed_through(redis_url):
     user, prefix = f"user-{uuid.uuid4().hex[:6]}", _prefix()
     try:
         await admin._redis.execute_command(
-            "ACL", "SETUSER", user, "on", ">pw-ok", f"~{{{prefix}}}:*", "+@all", "-@dangerous", "+info"
+            "ACL", "SETUSER", user, "on", ">pw-ok", f"~{{{prefix}}}:*", f"~{{{prefix}:*}}:*", "+@all", "-@dangerous",
+            "+info",
         )
         store = await _redis_store(redis_url, redis_key_prefix=prefix, redis_username=user, redis_password="pw-ok")
         ps, created = await store.put_probe_set("probes", stores.images())
@@ -176,18 +222,19 @@ async def test_writes_and_the_change_feed_survive_a_redis_restart(tmp_path):
     follower = await _redis_store(server.url, redis_key_prefix=store.prefix)
     try:
         ps, _ = await store.put_probe_set("probes", stores.images())
-        await store.put_model(*stores.model(ps.probe_set_id, "before"))
-        feed = follower.watch(0)
-        assert (await anext(feed)).model_id == "before"
+        _, (before, during) = _in_one_partition(2)
+        await store.put_model(*stores.model(ps.probe_set_id, before))
+        feed = follower.watch()
+        assert (await anext(feed)).model_id == before
         server.kill()
-        write = asyncio.ensure_future(store.put_model(*stores.model(ps.probe_set_id, "during")))
+        write = asyncio.ensure_future(store.put_model(*stores.model(ps.probe_set_id, during)))
         await asyncio.sleep(0.3)
         await asyncio.to_thread(server.restart)
         assert await asyncio.wait_for(write, 60) == 2
         change = await asyncio.wait_for(anext(feed), 60)
-        assert (change.sequence, change.model_id) == (2, "during")
+        assert (change.sequence, change.model_id) == (2, during)
         infos, _ = await store.list_models(ps.probe_set_id)
-        assert [i.model_id for i in infos] == ["before", "during"]
+        assert [i.model_id for i in infos] == sorted([before, during])
         await feed.aclose()
     finally:
         await store.close()
@@ -237,7 +284,7 @@ async def test_ranker_reloads_when_redis_lost_its_data(redis_url):
     ranker = Ranker(store, values_dtype=np.float32)
     await ranker.start()
     try:
-        assert await ranker.applied_sequence() == 3
+        assert sum(await ranker.applied_sequences()) == 3
         flusher = await _redis_store(redis_url, redis_key_prefix=prefix)
         await flusher._redis.flushall()
         await flusher.close()
@@ -251,9 +298,9 @@ async def test_ranker_reloads_when_redis_lost_its_data(redis_url):
                 break
             await asyncio.sleep(0.05)
         assert ranker.indexes[ps.probe_set_id].model_ids() == ["new"]
-        assert await ranker.applied_sequence() == 1
+        assert sum(await ranker.applied_sequences()) == 1
         sequence = await store.put_model(*stores.model(ps.probe_set_id, "newer", seed=8))
-        assert await ranker.wait_applied(sequence, timeout=10)
+        assert await ranker.wait_applied("newer", sequence, timeout=10)
         assert sorted(ranker.indexes[ps.probe_set_id].model_ids()) == ["new", "newer"]
     finally:
         await ranker.stop()

@@ -6,6 +6,7 @@ service); this is for a machine with Debian's ``redis-server`` installed
 only, on a free port, with its files in ``workdir``. By default it keeps nothing on disk
 (``--save '' --appendonly no``); ``persistent=True`` turns on the append-only file, fsynced on
 every write, so a server killed with SIGKILL and started again keeps every acknowledged write.
+:func:`start_cluster` starts several in cluster mode and joins them into a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -131,3 +132,106 @@ def start(
     _wait_ready(server, timeout)
     logger.info("redis-server pid %d on 127.0.0.1:%d (%s)", server.proc.pid, port, "AOF" if persistent else "in memory")
     return server
+
+
+@dataclass
+class RedisClusterServers:
+    """A Redis Cluster of ``redis-server`` processes started by :func:`start_cluster`: masters
+    only, the hash slots split evenly between them."""
+
+    masters: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        """A store URL naming the first master (the cluster client finds the others)."""
+        return self.masters[0].url
+
+    def stop(self) -> None:
+        for server in self.masters:
+            server.stop()
+
+
+def _cluster_ok(port: int) -> bool:
+    """Whether CLUSTER INFO on ``port`` says every slot is served (a plain socket, like _ping)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"CLUSTER INFO\r\n")
+            return b"cluster_state:ok" in s.recv(4096)
+    except OSError:
+        return False
+
+
+#: A cluster node also listens on its port + 10000 (the cluster bus), so its port is at most this.
+_MAX_CLUSTER_PORT = 65535 - 10000
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too."""
+    for _ in range(100):
+        port = free_port()
+        if port > _MAX_CLUSTER_PORT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise Unavailable("no free port pair (port, port + 10000) for a redis cluster node")
+
+
+def wait_cluster_ok(cluster: RedisClusterServers, timeout: float = 60.0) -> None:
+    """Wait until every master reports ``cluster_state:ok`` (after a create or a restart)."""
+    deadline = time.monotonic() + timeout
+    while not all(_cluster_ok(m.port) for m in cluster.masters):
+        if time.monotonic() > deadline:
+            raise Unavailable(f"the redis cluster on ports {[m.port for m in cluster.masters]} did not reach state ok")
+        time.sleep(0.1)
+
+
+def start_cluster(
+    workdir: str | Path,
+    *,
+    masters: int = 3,
+    persistent: bool = False,
+    node_timeout_ms: int = 2000,
+    timeout: float = 60.0,
+) -> RedisClusterServers:
+    """Start ``masters`` redis-servers in cluster mode on 127.0.0.1 (each in ``workdir/node-<i>``
+    with its own ``nodes.conf``), join them with ``redis-cli --cluster create`` (no replicas) and
+    wait until the cluster serves every slot. A master restarted with :meth:`RedisServer.restart`
+    rejoins with its slots (same port, same ``nodes.conf``); with ``persistent`` it keeps every
+    acknowledged write.
+    """
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise FailedPrecondition("redis-cli is not installed: apt-get install -y redis-server (./scripts/setup.sh does it)")
+    workdir = Path(workdir)
+    servers: list[RedisServer] = []
+    try:
+        for i in range(masters):
+            servers.append(start(
+                workdir / f"node-{i}",
+                port=_cluster_port(),
+                persistent=persistent,
+                extra_args=(
+                    "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                    "--cluster-node-timeout", str(node_timeout_ms),
+                ),
+                timeout=timeout,
+            ))
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in servers),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if created.returncode != 0:
+            raise Unavailable(f"redis-cli --cluster create failed:\n{(created.stdout + created.stderr)[-3000:]}")
+        cluster = RedisClusterServers(servers)
+        wait_cluster_ok(cluster, timeout)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    logger.info("redis cluster of %d masters on 127.0.0.1:%s", masters, ",".join(str(s.port) for s in servers))
+    return cluster

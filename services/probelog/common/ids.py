@@ -3,6 +3,7 @@ clients choose, top_k, queries per Rank call and page sizes (one default and one
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from probelog.common.errors import InvalidArgument
@@ -19,6 +20,7 @@ MAX_PAGE_SIZE = 1000
 #: A listing page also ends once its models take this many bytes, so no response can reach the
 #: message limit (64 MiB) whatever the models carry; a page always holds at least one model.
 MAX_PAGE_BYTES = 4 * 1024 * 1024
+_HASH_SPACE = 1 << 32
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _PROBE_SET_ID = re.compile(r"^ps-[0-9a-f]{16}$")
 
@@ -59,3 +61,10 @@ def check_page_size(page_size: int, *, field: str = "page_size") -> int:
     if page_size > MAX_PAGE_SIZE:
         raise InvalidArgument(f"{field} must be at most {MAX_PAGE_SIZE}, got {page_size}", field=field)
     return int(page_size or DEFAULT_PAGE_SIZE)
+
+
+def hash_range_of(model_id: str, n_ranges: int) -> int:
+    """Which of ``n_ranges`` equal ranges of a 32-bit hash space ``model_id`` falls in (the first
+    four bytes of its SHA-1): the store's change-feed partition and the ranker's shard."""
+    h = int.from_bytes(hashlib.sha1(model_id.encode()).digest()[:4], "big")
+    return h * n_ranges // _HASH_SPACE

@@ -60,10 +60,14 @@ class ChangeKind(Enum):
 
 @dataclass(frozen=True)
 class Change:
+    """One entry of the change feed. The feed is split into partitions (a model's partition is
+    ``hash_range_of(model_id, n_partitions)``); ``sequence`` counts within ``partition``."""
+
     sequence: int
     kind: ChangeKind
     probe_set_id: str = ""
     model_id: str = ""
+    partition: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ class DescriptorStore(Protocol):
         *,
         timeout: float | None = None,
     ) -> int:
-        """Write a model atomically, replacing an earlier version; returns the change sequence."""
+        """Write a model atomically, replacing an earlier version; returns the change's sequence
+        in the model's partition of the feed."""
         ...
 
     async def get_model(
@@ -135,12 +140,14 @@ class DescriptorStore(Protocol):
         self, probe_set_id: str, model_id: str, *, timeout: float | None = None
     ) -> int: ...
 
-    async def current_sequence(self, *, timeout: float | None = None) -> int:
-        """Sequence number of the latest change (0 before the first)."""
+    async def current_sequences(self, *, timeout: float | None = None) -> list[int]:
+        """Sequence number of the latest change of each partition of the feed (0 before the
+        first); one entry per partition, so its length is the store's partition count."""
         ...
 
-    def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
-        """Changes after ``after_sequence``, then new ones as they happen."""
+    def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+        """Changes after ``after[p]`` in each partition ``p`` (all of them when empty), then new
+        ones as they happen; in order within a partition."""
         ...
 
     async def close(self) -> None: ...
@@ -217,6 +224,7 @@ class RankerPort(Protocol):
         used as they are with ``normalized``."""
         ...
 
-    async def applied_sequence(self, *, timeout: float | None = None) -> int:
-        """The lowest store sequence that every part of the ranker has applied."""
+    async def applied_sequences(self, *, timeout: float | None = None) -> list[int]:
+        """Per partition of the store's feed, the lowest sequence that every part of the ranker
+        has applied (empty before the first load)."""
         ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
 import grpc
 import numpy as np
@@ -147,17 +147,18 @@ class DescriptorStoreClient:
             response = await self._stub.DeleteModelDescriptors(request, timeout=timeout)
         return int(response.sequence)
 
-    async def current_sequence(self, *, timeout: float | None = None) -> int:
+    async def current_sequences(self, *, timeout: float | None = None) -> list[int]:
         with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.GetStoreStatus(pb.GetStoreStatusRequest(), timeout=timeout)
-        return int(response.sequence)
+        return [int(s) for s in response.sequences]
 
-    async def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
+    async def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
         with remote_errors(f"the descriptor store at {self.address}"):
-            async for change in self._stub.WatchChanges(pb.WatchChangesRequest(after_sequence=after_sequence)):
+            async for change in self._stub.WatchChanges(pb.WatchChangesRequest(after_sequences=after)):
                 yield Change(
                     sequence=int(change.sequence),
                     kind=_KINDS.get(change.kind, ChangeKind.RESET),
                     probe_set_id=change.probe_set_id,
                     model_id=change.model_id,
+                    partition=int(change.partition),
                 )

@@ -15,9 +15,13 @@ class StoreSettings(Settings):
     redis_username: str = ""
     redis_password: str = ""
     redis_tls_ca_file: str = ""
-    #: Keys are "{<prefix>}:...": one hash tag, so transactions work on a Redis Cluster.
+    #: The store URL names one node of a Redis Cluster (the client finds the others).
+    redis_cluster: bool = False
+    #: Keys are "{<prefix>}:..." and "{<prefix>:<partition>}:...": a model's keys share one hash
+    #: tag, so its write is one transaction on a Redis Cluster too.
     redis_key_prefix: str = "probelog"
-    #: The change stream is trimmed to about this many entries (followers further behind reload).
+    #: The change streams are trimmed to about this many entries in all (followers further
+    #: behind reload).
     redis_stream_maxlen: int = 100_000
     #: How long a call is retried with backoff while Redis is unreachable, before UNAVAILABLE.
     redis_retry_s: float = 5.0

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import os
 import urllib.parse
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -303,8 +303,9 @@ class FileDescriptorStore:
 
         return await run_to_completion(commit())
 
-    async def current_sequence(self, *, timeout: float | None = None) -> int:
-        return self._sequence or 0
+    async def current_sequences(self, *, timeout: float | None = None) -> list[int]:
+        """One partition: one process writes the store, in one order."""
+        return [self._sequence or 0]
 
     def _read_changes(self, after: int) -> list[Change]:
         log = self.root / "changes.log"
@@ -323,8 +324,10 @@ class FileDescriptorStore:
                     )
         return out
 
-    async def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
-        last = after_sequence
+    async def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+        if len(after) > 1:
+            raise InvalidArgument(f"the file store's change feed has one partition, got {len(after)} positions")
+        last = after[0] if after else 0
         while True:
             async with self._changed:
                 if (self._sequence or 0) <= last:

@@ -1,53 +1,67 @@
-"""The production descriptor store: Redis (redis-py, asyncio).
+"""The production descriptor store: Redis (redis-py, asyncio), one server or a Redis Cluster.
 
 Key schema
 ----------
-All keys of one deployment start with the hash tag ``{P}`` (``P`` = ``redis_key_prefix``,
-default ``probelog``), so they live in one hash slot and MULTI/EXEC works on a Redis Cluster too.
-``<ps>`` is a probe-set id (``ps-`` + 16 hex digits), ``<model>`` a model id.
+``P`` = ``redis_key_prefix`` (default ``probelog``). Probe sets and the layout marker carry the
+hash tag ``{P}``; a model's keys and the change feed are split into :data:`PARTITIONS`
+partitions, partition ``n`` under the hash tag ``{P:n}``, where a model's partition is
+``hash_range_of(model_id, PARTITIONS)`` (:mod:`probelog.common.ids`). Every key of one model
+therefore sits in one hash slot with its partition's listing and change stream, so a model's
+write is one MULTI/EXEC on a Redis Cluster as on a single server (the same keys, the same code:
+one server is a cluster that holds every slot). ``<ps>`` is a probe-set id (``ps-`` + 16 hex
+digits), ``<model>`` a model id.
 
 ==================================  ========  ===================================================
 key                                 type      value
 ==================================  ========  ===================================================
+``{P}:layout``                      string    the partition count the keys were written with
 ``{P}:probe_sets``                  set       ids of the registered probe sets
 ``{P}:ps:<ps>``                     hash      ``info`` (ProbeSetInfo, protobuf), ``chunks`` (count),
                                               ``probes_per_chunk``: the probe set's commit point
 ``{P}:ps:<ps>:chunk:<i>``           string    raw uint8 pixels of probes [i*k, (i+1)*k), HWC RGB
-``{P}:models:<ps>``                 zset      model ids, all scored 0: lexicographic order pages
-                                              by cursor (ZRANGE BYLEX)
-``{P}:model:<ps>:<model>``          string    the model record: ModelInfo + LogitDescriptors in
+``{P:n}:models:<ps>``               zset      ids of the partition's models, all scored 0:
+                                              lexicographic order pages by cursor (ZRANGE BYLEX)
+``{P:n}:model:<ps>:<model>``        string    the model record: ModelInfo + LogitDescriptors in
                                               one protobuf (top-r indices as little-endian uint32
                                               bytes, z-scored values as float32 bytes,
                                               calibration offsets packed float32)
-``{P}:changes``                     stream    the change feed: entry ``0-<sequence>`` with fields
-                                              ``kind`` (PUT/DELETE), ``ps``, ``model``
+``{P:n}:changes``                   stream    the partition's change feed: entry ``0-<sequence>``
+                                              with fields ``kind`` (PUT/DELETE), ``ps``, ``model``
 ==================================  ========  ===================================================
+
+Keys of the earlier layout (every key under ``{P}``, one ``{P}:changes`` stream) are refused at
+start with FailedPrecondition: re-index into a new prefix (the probe-set keys are unchanged).
 
 Atomicity
 ---------
-- A model is written as one value, in one MULTI/EXEC with its zset member and its change entry:
-  after a crash or a lost connection, either all three are there or none is. Re-indexing a
-  model replaces the value (same key, same member): the end state is the same, and a new change
-  is announced. A delete removes the value, the member and appends a DELETE change in one
-  transaction (WATCH makes "not found" exact).
+- A model is written as one value, in one MULTI/EXEC with its zset member and its change entry
+  (three keys of one slot): after a crash or a lost connection, either all three are there or
+  none is. Re-indexing a model replaces the value (same key, same member): the end state is
+  the same, and a new change is announced. A delete removes the value, the member and appends
+  a DELETE change in one transaction (WATCH makes "not found" exact).
 - A probe set is written chunk by chunk first (chunks are content-addressed through the id, so
   a retry or a concurrent writer rewrites identical bytes), then its hash and set member in one
   transaction: a probe set without its hash does not exist.
+- A listing page reads every partition's zset (one pipeline, one round trip per node) and
+  merges them in model-id order.
 
 Sequences
 ---------
 Change entries get the stream id ``0-*``: Redis assigns ``0-1``, ``0-2``, ... so the sequence
-of a change is the second part of its id, consecutive and assigned inside the transaction. The
-stream is trimmed to about ``redis_stream_maxlen`` entries; a follower that asks for changes
-that were trimmed (a gap in the sequence), or for a sequence beyond the stream (the data set was
-lost), gets a ``RESET`` and reloads the current state.
+of a change is the second part of its id, consecutive within its partition and assigned inside
+the transaction. A follower keeps one position per partition and reads each partition's stream
+in order (one blocking XREAD each). Each stream is trimmed to about ``redis_stream_maxlen /
+PARTITIONS`` entries; a follower that asks for changes that were trimmed (a gap in the
+sequence), or for a sequence beyond the stream (the data set was lost), gets a ``RESET`` and
+reloads the current state.
 
 Persistence is Redis's job: run it with the append-only file (``appendonly yes``) so that a
 restarted server keeps every acknowledged model.
 
-Connection errors and timeouts are retried with exponential backoff for ``redis_retry_s``
-seconds (within the caller's deadline), then raised as Unavailable naming the endpoint (never
-the password). Every write unit is idempotent, so retrying one whose reply was lost is safe.
+Connection errors, timeouts and a cluster without a master for a slot (CLUSTERDOWN, TRYAGAIN)
+are retried with exponential backoff for ``redis_retry_s`` seconds (within the caller's
+deadline), then raised as Unavailable naming the endpoint (never the password). Every write
+unit is idempotent, so retrying one whose reply was lost is safe.
 """
 
 from __future__ import annotations
@@ -56,19 +70,23 @@ import asyncio
 import logging
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
+    ClusterDownError,
     NoPermissionError,
+    RedisClusterException,
     RedisError,
     ResponseError,
+    TryAgainError,
     WatchError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -82,7 +100,7 @@ from probelog.common.errors import (
     ProbeLogError,
     Unavailable,
 )
-from probelog.common.ids import check_model_id, check_probe_set_id
+from probelog.common.ids import check_model_id, check_probe_set_id, hash_range_of
 from probelog.common.ports import Change, ChangeKind, StoredModel
 from probelog.common.probe_sets import probe_set_id
 from probelog.common.shield import run_to_completion
@@ -101,8 +119,15 @@ CHUNK_BYTES = 4 * 1024 * 1024
 WATCH_BLOCK_MS = 2000
 #: Changes read per XREAD.
 WATCH_COUNT = 512
+#: Partitions of the models' keys and the change feed. Fixed: it is part of the key layout
+#: (``{P}:layout`` records it), so changing it means re-indexing into a new prefix.
+PARTITIONS = 16
 _KINDS = {b"PUT": ChangeKind.PUT, b"DELETE": ChangeKind.DELETE}
-_TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+# A cluster whose slot lost its master answers CLUSTERDOWN (or TRYAGAIN while slots move) until
+# the master is back or replaced; the client reports a slot no node serves as a cluster error.
+_TRANSIENT = (
+    RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError, RedisClusterException,
+)
 
 
 def _reraise_if_cancelling() -> None:
@@ -144,14 +169,14 @@ class RedisDescriptorStore:
 
     Parameters
     ----------
-    client : redis.asyncio.Redis
+    client : redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster
         A client with ``decode_responses=False``; its own retries off (this class retries).
     endpoint : str
         What error messages name: ``host:port/db``, never credentials.
     prefix : str
-        Key prefix, used as the hash tag ``{prefix}``.
+        Key prefix, used in the hash tags ``{prefix}`` and ``{prefix:n}``.
     stream_maxlen : int
-        Approximate length the change stream is trimmed to.
+        Approximate number of changes kept, over all partitions.
     retry_s : float
         How long a failing call is retried (with exponential backoff) before Unavailable.
     """
@@ -160,7 +185,7 @@ class RedisDescriptorStore:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         *,
         endpoint: str,
         prefix: str = "probelog",
@@ -175,12 +200,14 @@ class RedisDescriptorStore:
         self.stream_maxlen = stream_maxlen
         self.retry_s = retry_s
         self._tag = "{" + prefix + "}"
+        self._partition_maxlen = max(1, stream_maxlen // PARTITIONS)
         self._probe_sets: dict[str, types_pb2.ProbeSetInfo] = {}
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> RedisDescriptorStore:
         """A store for ``settings.store_url`` (redis://, rediss:// with TLS, unix://), with the
-        username, password and CA file of the settings (they win over the URL's)."""
+        username, password and CA file of the settings (they win over the URL's); with
+        ``redis_cluster``, a Redis Cluster client that finds every node from the URL's."""
         url = settings.store_url
         options: dict[str, Any] = {
             "decode_responses": False,
@@ -198,9 +225,16 @@ class RedisDescriptorStore:
             if not url.startswith("rediss://"):
                 raise FailedPrecondition("redis_tls_ca_file is set but the store URL is not rediss://")
             options["ssl_ca_certs"] = settings.redis_tls_ca_file
+        client: aioredis.Redis | RedisCluster
         try:
-            client = aioredis.Redis.from_url(url, **options)
-        except ValueError as exc:
+            if settings.redis_cluster:
+                if url.startswith("unix://"):
+                    raise ValueError("a Redis Cluster is reached over TCP, not a unix socket")
+                # The same options: its own retries off (``retry``), TLS, credentials.
+                client = RedisCluster.from_url(url, **options)
+            else:
+                client = aioredis.Redis.from_url(url, **options)
+        except (ValueError, RedisClusterException) as exc:
             raise FailedPrecondition(f"bad store URL for redis ({endpoint_of(url)}): {exc}") from None
         return cls(
             client,
@@ -213,6 +247,10 @@ class RedisDescriptorStore:
     # ------------------------------------------------------------------ keys
 
     @property
+    def _layout_key(self) -> str:
+        return f"{self._tag}:layout"
+
+    @property
     def _probe_sets_key(self) -> str:
         return f"{self._tag}:probe_sets"
 
@@ -222,23 +260,27 @@ class RedisDescriptorStore:
     def _chunk_key(self, ps_id: str, i: int) -> str:
         return f"{self._tag}:ps:{ps_id}:chunk:{i}"
 
-    def _models_key(self, ps_id: str) -> str:
-        return f"{self._tag}:models:{ps_id}"
+    def _partition_tag(self, partition: int) -> str:
+        return "{" + f"{self.prefix}:{partition}" + "}"
+
+    def _models_key(self, ps_id: str, partition: int) -> str:
+        return f"{self._partition_tag(partition)}:models:{ps_id}"
 
     def _model_key(self, ps_id: str, model_id: str) -> bytes:
-        return f"{self._tag}:model:{ps_id}:".encode() + model_id.encode()
+        tag = self._partition_tag(hash_range_of(model_id, PARTITIONS))
+        return f"{tag}:model:{ps_id}:".encode() + model_id.encode()
 
-    @property
-    def _changes_key(self) -> str:
-        return f"{self._tag}:changes"
+    def _changes_key(self, partition: int) -> str:
+        return f"{self._partition_tag(partition)}:changes"
 
     def _announce(self, pipe: Any, kind: str, ps_id: str, model_id: str) -> None:
-        """Queue a change-feed entry in a transaction; Redis numbers it ``0-<sequence>``."""
+        """Queue a change-feed entry in a transaction, in the model's partition; Redis numbers
+        it ``0-<sequence>``."""
         pipe.xadd(
-            self._changes_key,
+            self._changes_key(hash_range_of(model_id, PARTITIONS)),
             {"kind": kind, "ps": ps_id, "model": model_id},
             id="0-*",
-            maxlen=self.stream_maxlen,
+            maxlen=self._partition_maxlen,
             approximate=True,
         )
 
@@ -284,9 +326,30 @@ class RedisDescriptorStore:
                 raise ProbeLogError(f"redis at {self.endpoint} rejected {what}: {exc}") from None
 
     async def open(self) -> None:
-        """PING (fail fast, after the bounded retries) and report the server."""
+        """PING (fail fast, after the bounded retries), check the key layout, report the server.
+
+        Raises FailedPrecondition when the prefix holds keys of another layout: the earlier one
+        (a single change stream) or another partition count."""
         await self._run("PING", self._redis.ping)
-        logger.info("descriptor store on redis at %s (keys %s:*)", self.endpoint, self._tag)
+        await self._run("check the key layout", self._check_layout)
+        logger.info(
+            "descriptor store on redis at %s (keys %s:* and %s partitions)", self.endpoint, self._tag, PARTITIONS
+        )
+
+    async def _check_layout(self) -> None:
+        if await self._redis.exists(f"{self._tag}:changes"):
+            raise FailedPrecondition(
+                f"redis at {self.endpoint} holds models under {self._tag} in the key layout of an earlier "
+                "version (one change stream): index them again into a new redis_key_prefix, or delete "
+                f"the {self._tag}:changes, {self._tag}:models:* and {self._tag}:model:* keys"
+            )
+        await self._redis.set(self._layout_key, PARTITIONS, nx=True)
+        found = _bytes(await self._redis.get(self._layout_key)).decode()
+        if found != str(PARTITIONS):
+            raise FailedPrecondition(
+                f"redis at {self.endpoint} holds keys under {self._tag} written with {found} partitions, "
+                f"this version uses {PARTITIONS}: index them again into a new redis_key_prefix"
+            )
 
     async def ping(self, timeout: float) -> None:
         """One PING, no retries (the health watcher's check); Unavailable when Redis does not
@@ -346,7 +409,8 @@ class RedisDescriptorStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(self._ps_key(ps_id))
-                    if await pipe.exists(self._ps_key(ps_id)):
+                    # HLEN, not EXISTS: a cluster transaction drops EXISTS between WATCH and MULTI.
+                    if await pipe.hlen(self._ps_key(ps_id)):
                         await pipe.unwatch()  # type: ignore[no-untyped-call]
                         header = await self._read_probe_set_header(ps_id)
                         if header is not None:
@@ -435,7 +499,7 @@ class RedisDescriptorStore:
             # One transaction: the record, its listing entry and its change, or none of them.
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(self._model_key(ps_id, model_id), data)
-                pipe.zadd(self._models_key(ps_id), {model_id: 0})
+                pipe.zadd(self._models_key(ps_id, hash_range_of(model_id, PARTITIONS)), {model_id: 0})
                 self._announce(pipe, "PUT", ps_id, model_id)
                 results = await pipe.execute()
             return _sequence(results[-1])
@@ -475,12 +539,19 @@ class RedisDescriptorStore:
         start = b"(" + page_token.encode() if page_token else b"-"
 
         async def read() -> tuple[list[bytes], list[bytes | None]]:
-            found = await self._redis.zrange(
-                self._models_key(probe_set_id), start, b"+", bylex=True, offset=0, num=page_size + 1
-            )
-            ids = [_bytes(i) for i in found]
+            # Each partition's next page_size + 1 ids, merged: the page is the first of them.
+            # Plain pipelines, not MGET: on a cluster the keys are in different slots.
+            pipe = self._redis.pipeline(transaction=False)
+            for partition in range(PARTITIONS):
+                pipe.zrange(
+                    self._models_key(probe_set_id, partition), start, b"+", bylex=True, offset=0, num=page_size + 1
+                )
+            ids = sorted(_bytes(i) for found in await pipe.execute() for i in found)[: page_size + 1]
             page = ids[:page_size]
-            values = await self._redis.mget([self._model_key(probe_set_id, m.decode()) for m in page]) if page else []
+            pipe = self._redis.pipeline(transaction=False)
+            for model_id in page:
+                pipe.get(self._model_key(probe_set_id, model_id.decode()))
+            values = await pipe.execute() if page else []
             return ids, [_bytes_or_none(v) for v in values]
 
         ids, values = await self._run("list models", read, timeout)
@@ -501,12 +572,13 @@ class RedisDescriptorStore:
                 while True:
                     try:
                         await pipe.watch(key)
-                        if not await pipe.exists(key):
+                        # STRLEN, not EXISTS: a cluster transaction drops EXISTS here.
+                        if not await pipe.strlen(key):
                             await pipe.unwatch()  # type: ignore[no-untyped-call]
                             return None
                         pipe.multi()  # type: ignore[no-untyped-call]
                         pipe.delete(key)
-                        pipe.zrem(self._models_key(probe_set_id), model_id)
+                        pipe.zrem(self._models_key(probe_set_id, hash_range_of(model_id, PARTITIONS)), model_id)
                         self._announce(pipe, "DELETE", probe_set_id, model_id)
                         results = await pipe.execute()
                         return _sequence(results[-1])
@@ -520,51 +592,92 @@ class RedisDescriptorStore:
 
     # ------------------------------------------------------------------ changes
 
-    async def _stream_state(self) -> tuple[int, int | None]:
-        """(last sequence ever assigned, sequence of the first retained entry or None)."""
-        try:
-            info = await self._redis.xinfo_stream(self._changes_key)
-        except ResponseError:
-            return 0, None  # no such key: nothing was ever written
-        first = info.get("first-entry")
-        return _sequence(info["last-generated-id"]), (_sequence(first[0]) if first else None)
+    async def _stream_states(self) -> list[int]:
+        """Per partition, the last sequence ever assigned. One pipeline: one round trip per node."""
+        pipe = self._redis.pipeline(transaction=False)
+        for partition in range(PARTITIONS):
+            pipe.xinfo_stream(self._changes_key(partition))
+        states = []
+        for info in await pipe.execute(raise_on_error=False):
+            if isinstance(info, ResponseError):
+                if isinstance(info, (ClusterDownError, TryAgainError)):
+                    raise info
+                states.append(0)  # no such key: nothing was ever written there
+                continue
+            states.append(_sequence(info["last-generated-id"]))
+        return states
 
-    async def current_sequence(self, *, timeout: float | None = None) -> int:
-        last, _ = await self._run("XINFO changes", self._stream_state, timeout)
-        return last
+    async def current_sequences(self, *, timeout: float | None = None) -> list[int]:
+        return await self._run("XINFO changes", self._stream_states, timeout)
 
-    async def watch(self, after_sequence: int = 0) -> AsyncGenerator[Change, None]:
-        """Changes after ``after_sequence``, then new ones as they are written.
+    async def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+        """Changes after ``after[p]`` in each partition ``p``, then new ones as they are written.
 
-        Yields a RESET when changes after ``after_sequence`` are no longer in the stream
-        (trimmed) or the stream is behind it (the data set was lost); the follower reloads the
-        current state, and the feed continues. Connection failures are retried with backoff
-        for as long as the caller follows.
+        One task per partition reads its stream in order; their changes are merged as they
+        come. Yields a RESET (of the partition) when changes after its position are no longer
+        in the stream (trimmed) or the stream is behind it (the data set was lost); the
+        follower reloads the current state. Connection failures are retried with backoff for
+        as long as the caller follows.
         """
+        positions = list(after) or [0] * PARTITIONS
+        if len(positions) != PARTITIONS:
+            raise InvalidArgument(
+                f"the change feed on redis at {self.endpoint} has {PARTITIONS} partitions, "
+                f"got {len(positions)} positions"
+            )
+        merged: asyncio.Queue[Change | BaseException] = asyncio.Queue(maxsize=WATCH_COUNT)
+
+        async def pump(partition: int) -> None:
+            try:
+                async for change in self._watch_partition(partition, positions[partition]):
+                    await merged.put(change)
+            except (ProbeLogError, RedisError) as exc:
+                await merged.put(exc)
+
+        readers = [asyncio.create_task(pump(p), name=f"redis-feed-{p}") for p in range(PARTITIONS)]
+        try:
+            while True:
+                item = await merged.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+
+    async def _watch_partition(self, partition: int, after_sequence: int) -> AsyncGenerator[Change, None]:
+        """One partition's changes after ``after_sequence``, in order (see :meth:`watch`)."""
+        key = self._changes_key(partition)
         last = after_sequence
         check = True
         delay = 0.1
         while True:
+            # redis-py may answer a cancellation that lands in a blocking XREAD with the
+            # read's empty reply: look before reading again.
+            _reraise_if_cancelling()
             try:
                 if check:
-                    newest, _ = await self._stream_state()
+                    newest = await self._stream_newest(key)
                     if last > newest:
                         logger.warning(
-                            "change feed on redis at %s is at %d, behind the requested %d: reset", self.endpoint, newest, last
+                            "change feed %d on redis at %s is at %d, behind the requested %d: reset",
+                            partition, self.endpoint, newest, last,
                         )
                         last = newest
-                        yield Change(newest, ChangeKind.RESET)
+                        yield Change(newest, ChangeKind.RESET, partition=partition)
                     check = False
-                response = await self._redis.xread(
-                    {self._changes_key: f"0-{last}"}, count=WATCH_COUNT, block=WATCH_BLOCK_MS
-                )
+                response = await self._redis.xread({key: f"0-{last}"}, count=WATCH_COUNT, block=WATCH_BLOCK_MS)
                 delay = 0.1
                 # A quiet feed may mean the data set was lost and new changes are numbered
                 # below ``last`` (XREAD would never return them): look again.
                 check = not response
             except _TRANSIENT as exc:
                 _reraise_if_cancelling()
-                logger.warning("change feed on redis at %s interrupted (%s); retrying in %.1f s", self.endpoint, exc, delay)
+                logger.warning(
+                    "change feed %d on redis at %s interrupted (%s); retrying in %.1f s",
+                    partition, self.endpoint, exc, delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 check = True
@@ -576,14 +689,25 @@ class RedisDescriptorStore:
                     sequence = _sequence(entry_id)
                     if sequence > last + 1:
                         logger.warning(
-                            "changes %d..%d were trimmed from the feed on redis at %s: reset",
-                            last + 1, sequence - 1, self.endpoint,
+                            "changes %d..%d of feed %d were trimmed on redis at %s: reset",
+                            last + 1, sequence - 1, partition, self.endpoint,
                         )
-                        yield Change(sequence - 1, ChangeKind.RESET)
+                        yield Change(sequence - 1, ChangeKind.RESET, partition=partition)
                     last = sequence
                     kind = _KINDS.get(fields.get(b"kind", b""))
                     if kind is None:
                         continue
                     yield Change(
-                        sequence, kind, fields.get(b"ps", b"").decode(), fields.get(b"model", b"").decode()
+                        sequence, kind, fields.get(b"ps", b"").decode(), fields.get(b"model", b"").decode(),
+                        partition,
                     )
+
+    async def _stream_newest(self, key: str) -> int:
+        """The last sequence assigned in one partition's stream (0 when it does not exist)."""
+        try:
+            info = await self._redis.xinfo_stream(key)
+        except ResponseError as exc:
+            if isinstance(exc, (ClusterDownError, TryAgainError)):
+                raise
+            return 0
+        return _sequence(info["last-generated-id"])

@@ -141,18 +141,19 @@ class DescriptorStoreServicer(pb_grpc.DescriptorStoreServiceServicer):
     async def WatchChanges(
         self, request: pb.WatchChangesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchChangesResponse]:
-        async for change in self._store.watch(request.after_sequence):
+        after = list(request.after_sequences) or ([request.after_sequence] if request.after_sequence else [])
+        async for change in self._store.watch(after):
             yield pb.WatchChangesResponse(
                 sequence=change.sequence,
                 kind=_CHANGE_KINDS[change.kind],
                 probe_set_id=change.probe_set_id,
                 model_id=change.model_id,
+                partition=change.partition,
             )
 
     @rpc
     async def GetStoreStatus(
         self, request: pb.GetStoreStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetStoreStatusResponse:
-        return pb.GetStoreStatusResponse(
-            sequence=await self._store.current_sequence(), backend=self._backend
-        )
+        sequences = await self._store.current_sequences()
+        return pb.GetStoreStatusResponse(sequence=sum(sequences), backend=self._backend, sequences=sequences)

@@ -33,7 +33,7 @@ from probelog.common.errors import (
     NotFound,
     Unavailable,
 )
-from probelog.common.ids import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K, MAX_RANK_QUERIES, MAX_TOP_K
+from probelog.common.ids import DEFAULT_PAGE_SIZE, DEFAULT_TOP_K, MAX_RANK_QUERIES, MAX_TOP_K, hash_range_of
 from probelog.common.limits import ModelLimits
 from probelog.common.ports import (
     Concept,
@@ -342,7 +342,7 @@ class SearchEngine:
         info.indexed_at.GetCurrentTime()
         sequence = await self.store.put_model(info, entries, offsets, timeout=remaining())
         stored = time.perf_counter()
-        searchable = await self._wait_searchable(sequence, remaining())
+        searchable = await self._wait_searchable(model_id, sequence, remaining())
         done = time.perf_counter()
         logger.info(
             "indexed %s (%d logits) in %.2f s (probe %.2f s at %.0f images/s)",
@@ -359,13 +359,15 @@ class SearchEngine:
             total_us=_us(done - started),
         )
 
-    async def _wait_searchable(self, sequence: int, timeout: float | None) -> bool:
+    async def _wait_searchable(self, model_id: str, sequence: int, timeout: float | None) -> bool:
+        """Wait until the ranker applied change ``sequence`` of ``model_id``'s feed partition."""
         wait = SEARCHABLE_WAIT_S if timeout is None else min(timeout, SEARCHABLE_WAIT_S)
         until = time.perf_counter() + wait
         delay = 0.005
         while True:
             try:
-                if await self.ranker.applied_sequence(timeout=wait) >= sequence:
+                applied = await self.ranker.applied_sequences(timeout=wait)
+                if applied and applied[hash_range_of(model_id, len(applied))] >= sequence:
                     return True
             except Unavailable as exc:
                 # The change is committed; the ranker will load it when it is back. The caller
@@ -626,7 +628,7 @@ class SearchEngine:
     async def delete_model(self, model_id: str, probe_set_id: str = "", timeout: float | None = None) -> None:
         probe_set = await self.resolve_probe_set(probe_set_id)
         sequence = await self.store.delete_model(probe_set.probe_set_id, model_id, timeout=timeout)
-        await self._wait_searchable(sequence, timeout)
+        await self._wait_searchable(model_id, sequence, timeout)
 
     async def list_source_models(
         self, probe_set_id: str = ""

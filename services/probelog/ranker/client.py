@@ -57,7 +57,7 @@ class RankerClient:
             shards_total=int(response.shards_total) or 1,
         )
 
-    async def applied_sequence(self, *, timeout: float | None = None) -> int:
+    async def applied_sequences(self, *, timeout: float | None = None) -> list[int]:
         with remote_errors(f"the ranker at {self.address}"):
             response = await self._stub.GetIndexStats(pb.GetIndexStatsRequest(), timeout=timeout)
-        return int(response.applied_sequence)
+        return [int(s) for s in response.applied_sequences]

@@ -1,7 +1,7 @@
 """The ranker: an in-memory index per probe set, kept in step with the descriptor store.
 
-At start it notes the store's current sequence number, loads every model it owns, then follows
-the store's change feed from that number, so a model indexed anywhere becomes searchable
+At start it notes the store's current sequence number in each partition of its change feed,
+loads every model it owns, then follows every partition of the feed from those numbers, so a model indexed anywhere becomes searchable
 without a restart and a restarted ranker serves the current state. Re-applying a change is
 harmless (a put replaces, a delete of a missing model does nothing), which is what makes the
 snapshot-then-follow hand-over safe.
@@ -10,11 +10,12 @@ A ranker can own a shard: the models whose id hashes into its range of a 32-bit 
 into ``shard_count`` equal ranges; it loads the descriptors of those models only.
 
 With an index folder, the ranker writes its indexes there (one file per probe set, and a
-manifest naming the store sequence they reflect) after every full load and when it stops; at
-the next start it memory-maps them instead of fetching every model, then follows the change
-feed from that sequence. Start-up then takes the same time whatever the index's size (the rows
-are paged in by the first queries). Files of another shard or storage type, or from a store
-that has since lost its data (its sequence is behind theirs), are ignored and rewritten.
+manifest naming the position in each partition of the store's feed they reflect) after every
+full load and when it stops; at the next start it memory-maps them instead of fetching every
+model, then follows the change feed from those positions. Start-up then takes the same time
+whatever the index's size (the rows are paged in by the first queries). Files of another shard
+or storage type, or from a store that has since lost its data (a partition behind theirs) or is
+partitioned otherwise, are ignored and rewritten.
 
 Concurrent Rank calls are scored together (:mod:`probelog.ranker.batcher`) when
 ``batch_window_ms`` > 0. The scan kernels are compiled (or loaded from numba's cache) at start,
@@ -43,7 +44,7 @@ from probelog.common.errors import (
     ProbeLogError,
 )
 from probelog.common.files import atomic_write, atomic_write_bytes
-from probelog.common.ids import MAX_RANK_QUERIES
+from probelog.common.ids import MAX_RANK_QUERIES, hash_range_of
 from probelog.common.ports import Change, ChangeKind, DescriptorStore, RankResult, iter_models
 from probelog.core import kernels
 from probelog.core.descriptors import zscore
@@ -53,7 +54,6 @@ from probelog.v1 import types_pb2
 
 logger = logging.getLogger(__name__)
 
-_HASH_SPACE = 1 << 32
 #: How long stop() waits for the change-feed follower to end.
 _STOP_TIMEOUT_S = 2.0
 #: Models whose descriptors are fetched from the store at once while loading.
@@ -62,15 +62,14 @@ _LOAD_CONCURRENCY = 16
 _COMPACT_MIN_ROWS = 4096
 #: Queries z-scored in the event loop; larger requests go to a worker thread.
 _INLINE_ZSCORE_VALUES = 1 << 16
-#: The file in an index folder naming the index files and the sequence they reflect.
+#: The file in an index folder naming the index files and the feed positions they reflect.
 MANIFEST = "ranker-index.json"
-_MANIFEST_FORMAT = "probelog-ranker-index/1"
+_MANIFEST_FORMAT = "probelog-ranker-index/2"
 
 
 def shard_of(model_id: str, shard_count: int) -> int:
     """The shard that owns ``model_id``: its hash range among ``shard_count`` equal ranges."""
-    h = int.from_bytes(hashlib.sha1(model_id.encode()).digest()[:4], "big")
-    return h * shard_count // _HASH_SPACE
+    return hash_range_of(model_id, shard_count)
 
 
 def _check_writable(folder: Path) -> None:
@@ -138,8 +137,8 @@ class Ranker:
         self.values_dtype = np.dtype(values_dtype)
         self.indexes: dict[str, SparseLogitIndex] = {}
         self.index_dir = Path(index_dir) if index_dir else None
-        self._applied = 0
-        self._saved = -1  # the sequence the index files reflect (-1: none written)
+        self._applied: list[int] = []  # per partition of the store's change feed
+        self._saved: list[int] | None = None  # the positions the index files reflect
         self._applied_changed = asyncio.Condition()
         self._follower: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
@@ -220,7 +219,7 @@ class Ranker:
         applied sequence becomes the store's current one even if that is lower, so callers
         waiting for a new change are not told it is searchable before it is."""
         store = self.store
-        sequence = await store.current_sequence()
+        sequences = await store.current_sequences()
         indexes: dict[str, SparseLogitIndex] = {}
         n_models = 0
         slots = asyncio.Semaphore(_LOAD_CONCURRENCY)
@@ -236,12 +235,15 @@ class Ranker:
                 await asyncio.gather(*(load(probe_set.probe_set_id, m) for m in owned))
                 n_models += len(owned)
         self.indexes = indexes
-        await self._set_applied(sequence, exact=reset)
+        async with self._applied_changed:
+            # With reset, lower positions win: the store lost or trimmed its history.
+            self._applied = sequences if reset or not self._applied else list(map(max, self._applied, sequences))
+            self._applied_changed.notify_all()
         self._loaded.set()
         logger.info(
-            "ranker shard %d/%d loaded %d models (%d logits) at sequence %d",
+            "ranker shard %d/%d loaded %d models (%d logits) at sequence %d (%d partitions)",
             self.shard_index, self.shard_count, n_models,
-            sum(i.stats().n_logits for i in indexes.values()), sequence,
+            sum(i.stats().n_logits for i in indexes.values()), sum(sequences), len(sequences),
         )
         await self.save_index_files()
 
@@ -263,7 +265,7 @@ class Ranker:
         try:
             manifest = json.loads((self.index_dir / MANIFEST).read_text(encoding="utf-8"))
             fits = all(manifest.get(k) == v for k, v in self._manifest_fields().items())
-            sequence = int(manifest["sequence"])
+            sequences = [int(v) for v in manifest["sequences"]]
             files = {str(ps): self.index_dir / str(name) for ps, name in manifest["probe_sets"].items()}
         except FileNotFoundError:
             return False
@@ -273,11 +275,11 @@ class Ranker:
         if not fits:
             logger.info("the index files in %s are of another shard or storage type; reloading", self.index_dir)
             return False
-        current = await self.store.current_sequence()
-        if current < sequence:
+        current = await self.store.current_sequences()
+        if len(current) != len(sequences) or any(c < f for c, f in zip(current, sequences, strict=True)):
             logger.warning(
-                "the store is at sequence %d, behind the index files (%d): it lost its data; reloading",
-                current, sequence,
+                "the store is at sequences %s, behind the index files (%s) or partitioned otherwise: "
+                "it lost its data; reloading", current, sequences,
             )
             return False
         started = time.perf_counter()
@@ -287,13 +289,15 @@ class Ranker:
             logger.warning("ignoring the index files in %s: %s", self.index_dir, exc)
             return False
         self.indexes = indexes
-        self._saved = sequence
-        await self._set_applied(sequence, exact=True)
+        self._saved = list(sequences)
+        async with self._applied_changed:
+            self._applied = list(sequences)
+            self._applied_changed.notify_all()
         self._loaded.set()
         logger.info(
-            "ranker shard %d/%d mapped %d logits from %s at sequence %d in %.0f ms",
+            "ranker shard %d/%d mapped %d logits from %s at sequences %s in %.0f ms",
             self.shard_index, self.shard_count, sum(i.stats().n_logits for i in indexes.values()),
-            self.index_dir, sequence, (time.perf_counter() - started) * 1e3,
+            self.index_dir, sequences, (time.perf_counter() - started) * 1e3,
         )
         return True
 
@@ -301,28 +305,29 @@ class Ranker:
         """Write every index and the manifest to the index folder, unless there is none or
         nothing changed since the last write. Failures are logged: the ranker keeps serving.
 
-        The manifest records the sequence applied when the write began; changes applied while
-        it runs are in some files or not, and are applied again after a restart (harmless: a
-        put replaces, a delete of a missing model does nothing)."""
+        The manifest records the positions (one per partition of the store's change feed)
+        applied when the write began; changes applied while it runs are in some files or not,
+        and are applied again after a restart (harmless: a put replaces, a delete of a missing
+        model does nothing)."""
         if self.index_dir is None or self._saved == self._applied:
             return
-        sequence = self._applied
+        sequences = list(self._applied)
         started = time.perf_counter()
         names = {ps: f"{hashlib.sha256(ps.encode()).hexdigest()[:20]}.plx" for ps in self.indexes}
         try:
             for ps, index in list(self.indexes.items()):
                 await asyncio.to_thread(atomic_write, self.index_dir / names[ps], index.save)
-            manifest = {**self._manifest_fields(), "sequence": sequence, "probe_sets": names}
+            manifest = {**self._manifest_fields(), "sequences": sequences, "probe_sets": names}
             atomic_write_bytes(self.index_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
             for stale in set(p.name for p in self.index_dir.glob("*.plx")) - set(names.values()):
                 (self.index_dir / stale).unlink(missing_ok=True)
         except OSError as exc:
             logger.error("could not write the index files to %s: %s", self.index_dir, exc)
             return
-        self._saved = sequence
+        self._saved = sequences
         logger.info(
-            "wrote %d index files to %s at sequence %d in %.1f s",
-            len(names), self.index_dir, sequence, time.perf_counter() - started,
+            "wrote %d index files to %s at sequences %s in %.1f s",
+            len(names), self.index_dir, sequences, time.perf_counter() - started,
         )
 
     async def _load_model(
@@ -348,9 +353,10 @@ class Ranker:
         except ValueError as exc:
             logger.error("model %s of %s cannot be indexed: %s", model_id, probe_set_id, exc)
 
-    async def _set_applied(self, sequence: int, *, exact: bool = False) -> None:
+    async def _set_applied(self, change: Change) -> None:
         async with self._applied_changed:
-            self._applied = sequence if exact else max(self._applied, sequence)
+            if change.partition < len(self._applied):
+                self._applied[change.partition] = max(self._applied[change.partition], change.sequence)
             self._applied_changed.notify_all()
 
     async def _maybe_compact(self, index: SparseLogitIndex) -> None:
@@ -373,7 +379,7 @@ class Ranker:
                 await asyncio.to_thread(self.indexes[change.probe_set_id].remove, change.model_id)
             if change.probe_set_id in self.indexes:
                 await self._maybe_compact(self.indexes[change.probe_set_id])
-        await self._set_applied(change.sequence)
+        await self._set_applied(change)
         return True
 
     async def _follow(self) -> None:
@@ -396,14 +402,18 @@ class Ranker:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def applied_sequence(self, *, timeout: float | None = None) -> int:
-        return self._applied
+    async def applied_sequences(self, *, timeout: float | None = None) -> list[int]:
+        return list(self._applied)
 
-    async def wait_applied(self, sequence: int, timeout: float | None = None) -> bool:
-        """Wait until changes up to ``sequence`` are searchable; False on timeout."""
+    async def wait_applied(self, model_id: str, sequence: int, timeout: float | None = None) -> bool:
+        """Wait until the change ``sequence`` of ``model_id``'s partition (and every change
+        before it there) is searchable; False on timeout."""
+        def reached_in_partition() -> bool:
+            return bool(self._applied) and self._applied[hash_range_of(model_id, len(self._applied))] >= sequence
+
         async def reached() -> None:
             async with self._applied_changed:
-                await self._applied_changed.wait_for(lambda: self._applied >= sequence)
+                await self._applied_changed.wait_for(reached_in_partition)
 
         try:
             await asyncio.wait_for(reached(), timeout)

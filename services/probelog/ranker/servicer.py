@@ -50,9 +50,11 @@ class RankerServicer(pb_grpc.RankerServiceServicer):
     async def GetIndexStats(
         self, request: pb.GetIndexStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetIndexStatsResponse:
+        applied = await self._ranker.applied_sequences()
         response = pb.GetIndexStatsResponse(
             probe_set_id=request.probe_set_id,
-            applied_sequence=await self._ranker.applied_sequence(),
+            applied_sequence=sum(applied),
+            applied_sequences=applied,
             shard_index=self._ranker.shard_index,
             shard_count=self._ranker.shard_count,
         )

@@ -161,10 +161,12 @@ class ShardedRanker:
             missing_shards=missing,
         )
 
-    async def applied_sequence(self, *, timeout: float | None = None) -> int:
-        """The lowest sequence every shard has applied (every answering shard, when partial
-        answers are allowed)."""
+    async def applied_sequences(self, *, timeout: float | None = None) -> list[int]:
+        """Per partition of the store's feed, the lowest sequence every shard has applied (every
+        answering shard, when partial answers are allowed); empty while a shard has not loaded."""
         timeout = self.default_timeout_s if timeout is None else timeout
-        calls = [asyncio.create_task(c.applied_sequence(timeout=timeout)) for c in self.clients]
-        sequences, _ = await self._fan_out(calls, timeout, "GetIndexStats")
-        return min(sequences)
+        calls = [asyncio.create_task(c.applied_sequences(timeout=timeout)) for c in self.clients]
+        per_shard, _ = await self._fan_out(calls, timeout, "GetIndexStats")
+        if not all(per_shard) or len({len(s) for s in per_shard}) != 1:
+            return []
+        return [min(column) for column in zip(*per_shard, strict=True)]

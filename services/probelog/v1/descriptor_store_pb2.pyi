@@ -124,31 +124,37 @@ class DeleteModelDescriptorsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class WatchChangesRequest(_message.Message):
-    __slots__ = ("after_sequence",)
+    __slots__ = ("after_sequence", "after_sequences")
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     after_sequence: int
-    def __init__(self, after_sequence: _Optional[int] = ...) -> None: ...
+    after_sequences: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, after_sequence: _Optional[int] = ..., after_sequences: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class WatchChangesResponse(_message.Message):
-    __slots__ = ("sequence", "kind", "probe_set_id", "model_id")
+    __slots__ = ("sequence", "kind", "probe_set_id", "model_id", "partition")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     kind: ChangeKind
     probe_set_id: str
     model_id: str
-    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., probe_set_id: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
+    partition: int
+    def __init__(self, sequence: _Optional[int] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., probe_set_id: _Optional[str] = ..., model_id: _Optional[str] = ..., partition: _Optional[int] = ...) -> None: ...
 
 class GetStoreStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class GetStoreStatusResponse(_message.Message):
-    __slots__ = ("sequence", "backend")
+    __slots__ = ("sequence", "backend", "sequences")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     backend: str
-    def __init__(self, sequence: _Optional[int] = ..., backend: _Optional[str] = ...) -> None: ...
+    sequences: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sequence: _Optional[int] = ..., backend: _Optional[str] = ..., sequences: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -51,7 +51,7 @@ async def test_a_restart_maps_the_files_and_catches_up_with_the_store(tmp_path, 
     folder = tmp_path / "index"
     first = await started(store, index_dir=folder)
     assert not mapped(first, ps_id)
-    assert json.loads((folder / MANIFEST).read_text())["sequence"] == await store.current_sequence()
+    assert json.loads((folder / MANIFEST).read_text())["sequences"] == await store.current_sequences()
     await first.stop()
     # While the ranker is down: a new model, a replaced one, a deleted one.
     await store.put_model(*stores.model(ps_id, "model-new", seed=40))
@@ -62,8 +62,8 @@ async def test_a_restart_maps_the_files_and_catches_up_with_the_store(tmp_path, 
     fresh = await started(store)
     try:
         # Mapped at start (the follower's first change then copies the rows into memory).
-        assert f"mapped 20 logits from {folder} at sequence {sequence - 3}" in caplog.text
-        assert await second.wait_applied(sequence, timeout=10)
+        assert f"mapped 20 logits from {folder} at sequences [{sequence - 3}]" in caplog.text  # one partition
+        assert await second.wait_applied("model-2", sequence, timeout=10)
         assert sorted(second.indexes[ps_id].model_ids()) == sorted(fresh.indexes[ps_id].model_ids())
         assert "model-2" not in second.indexes[ps_id] and "model-new" in second.indexes[ps_id]
         assert await answers(second, ps_id) == await answers(fresh, ps_id)
@@ -71,11 +71,11 @@ async def test_a_restart_maps_the_files_and_catches_up_with_the_store(tmp_path, 
         await second.stop()
         await fresh.stop()
     # Stopping wrote the caught-up state: the next start needs no change from the feed.
-    assert json.loads((folder / MANIFEST).read_text())["sequence"] == sequence
+    assert json.loads((folder / MANIFEST).read_text())["sequences"] == [sequence]
     third = await started(store, index_dir=folder)
     try:
         assert mapped(third, ps_id)
-        assert await third.applied_sequence() == sequence
+        assert await third.applied_sequences() == [sequence]
         assert sorted(third.indexes[ps_id].model_ids()) == sorted(fresh.indexes[ps_id].model_ids())
     finally:
         await third.stop()
@@ -111,7 +111,7 @@ async def test_files_that_do_not_fit_are_ignored_and_rewritten(tmp_path, caplog)
         assert "unreadable manifest" in caplog.text
     finally:
         await ranker.stop()
-    assert json.loads((folder / MANIFEST).read_text())["sequence"] == await other.current_sequence()
+    assert json.loads((folder / MANIFEST).read_text())["sequences"] == await other.current_sequences()
     await store.close()
     await other.close()
 

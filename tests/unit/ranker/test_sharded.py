@@ -28,8 +28,8 @@ class InProcessShard:
     async def rank(self, *args, **kwargs):
         return await self.ranker.rank(*args, **kwargs)
 
-    async def applied_sequence(self, *, timeout=None):
-        return self.sequence
+    async def applied_sequences(self, *, timeout=None):
+        return [self.sequence, 2 * self.sequence]
 
     async def close(self):
         self.closed = True
@@ -39,7 +39,7 @@ class DownShard(InProcessShard):
     async def rank(self, *args, **kwargs):
         raise Unavailable(f"{self.address} is unavailable: connection refused")
 
-    async def applied_sequence(self, *, timeout=None):
+    async def applied_sequences(self, *, timeout=None):
         raise Unavailable(f"{self.address} is unavailable: connection refused")
 
 
@@ -94,7 +94,7 @@ async def test_merged_shards_equal_one_ranker_for_random_queries(models):
     # The twins tie exactly with their originals; the merge keeps one ranker's order for them.
     twins = [h for h in (await sharded.rank(PROBE_SET, queries(1, 1), 500)).hits[0] if h.model_id.startswith("twin")]
     assert twins
-    assert await sharded.applied_sequence() == 10
+    assert await sharded.applied_sequences() == [10, 20]
     await sharded.close()
     assert all(p.closed for p in parts)
 
@@ -113,8 +113,8 @@ async def test_a_missing_shard_gives_a_flagged_partial_result_or_unavailable(mod
     with pytest.raises(Unavailable, match="shard-1:50055"):
         await ShardedRanker(parts).rank(PROBE_SET, qs, 20)
     with pytest.raises(Unavailable, match="shard-1:50055"):
-        await ShardedRanker(parts).applied_sequence()
-    assert await ShardedRanker(parts, allow_partial=True).applied_sequence() == 10
+        await ShardedRanker(parts).applied_sequences()
+    assert await ShardedRanker(parts, allow_partial=True).applied_sequences() == [10, 20]
     with pytest.raises(Unavailable, match="3 of 3"):
         await ShardedRanker(shards(models, (DownShard,) * 3), allow_partial=True).rank(PROBE_SET, qs, 5)
 
