@@ -827,11 +827,15 @@ def run_quality(
     report = json.loads(layout.clip_report.read_text()) if layout.clip_report.is_file() else {}
     loaded, computed = cache.loaded.get("logits", 0), cache.computed.get("logits", 0)
     if computed == 0:
-        cache_note = f"all {loaded} (model, pool) logit arrays came from the cache of an earlier run"
+        cache_note = (
+            f"all {loaded} (model, pool) logit arrays were read from <world>/bench-cache, computed before "
+            "this run (keyed by model and pool; the arrays are the world's run_hub outputs on the bench's "
+            "pools)"
+        )
     elif loaded == 0:
         cache_note = f"computed in this run ({computed} (model, pool) arrays), none from a cache"
     else:
-        cache_note = f"{computed} (model, pool) arrays computed in this run, {loaded} from the cache of an earlier run"
+        cache_note = f"{computed} (model, pool) arrays computed in this run, {loaded} read from <world>/bench-cache, computed before it"
     hub_meta = meta.get("hub", {})
 
     def pct(v: Any) -> str:
