@@ -56,12 +56,13 @@ MAX_BATCH = 32
 LANES = 16
 #: Relative widening of the pre-filter bound (float32 rounding is ~6e-8).
 _SLACK = np.float32(1e-5)
-#: Blocks of eight probes a single-query scan sums before its first early-exit check. Once the
-#: heap is full most rows leave after 16 or 24 probes, and where is hard to predict: a check that
-#: fails is a mispredicted branch behind the row's whole chain of loads and adds (~50 cycles),
-#: more than the eight probes a row leaving at 16 now reads in vain. Summing 24 probes straight
-#: through lets the processor overlap consecutive rows.
-_HEAD_BLOCKS = 3
+#: Blocks of eight probes a single-query scan sums before its first early-exit check. Checked
+#: after every block, most rows leave after 16 or 24 probes, and which is hard to predict: each
+#: row ended on a mispredicted branch behind its whole chain of loads and adds, which cost more
+#: than the blocks a row now reads in vain. After 32 probes nearly every row leaves at the first
+#: check, a branch the processor predicts, so it overlaps consecutive rows (first check after
+#: 24, 32 and 40 probes measured; bench/results/ranker.md).
+_HEAD_BLOCKS = 4
 
 
 def _writable(folder: Path) -> bool:
@@ -308,7 +309,7 @@ def _bound2(threshold: float, off: float) -> Any:
 def _row_sq(idx: Any, val: Any, row: int, z: Any, bound2: float) -> Any:
     """sum_j (z[t_j] - a_j)^2 in the shared order; stops early (returning a partial sum above
     ``bound2``) when the sum exceeds ``bound2``, checked after the first _HEAD_BLOCKS blocks
-    and after each block from then on. Values are decoded as they are read, so the probes past
+    and after each block from then on (the r mod 8 last probes are summed without a check). Values are decoded as they are read, so the probes past
     an early exit cost nothing."""
     r = idx.shape[1]
     acc = np.float32(0)
@@ -317,6 +318,8 @@ def _row_sq(idx: Any, val: Any, row: int, z: Any, bound2: float) -> Any:
     while j < head:
         acc += _block8_sq(z, idx, val, row, j)
         j += 8
+    if acc > bound2:
+        return acc
     while j + 8 <= r:
         acc += _block8_sq(z, idx, val, row, j)
         j += 8
