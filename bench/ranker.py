@@ -615,7 +615,8 @@ def main() -> int:
         print(json.dumps(file_probe(args.file_probe, args.reps, args.seed)))
         return 0
     kernels.warm_up()
-    command = "nice -n 10 python bench/ranker.py " + " ".join(sys.argv[1:])
+    niceness = os.nice(0)
+    command = (f"nice -n {niceness} " if niceness else "") + "python bench/ranker.py " + " ".join(sys.argv[1:])
     started = dt.datetime.now(dt.UTC)
     host = machine()
 
@@ -693,25 +694,26 @@ def targets(study: dict[str, object], memory: list[dict[str, object]], file: dic
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows), "",
         "What bounds the figures that miss:", "",
         f"- One query costs {ns_row:.1f} ns of CPU per logit{cycles}; the floor streams the "
-        f"{study['bytes']} bytes of a row in {floor / n * 1e9:.1f} ns. The kernel is compute-bound: "
-        "each visited probe is a load of a uint16 index, a gather of the query value from a 16 KB "
-        "table in L1, a float16 decode, subtract, square and add, in scalar float32 (the fixed "
-        "summation order that keeps scores bit-identical across back ends and batch sizes rules "
-        "out reassociation and fused multiply-add). The early exit already stops a row after 19-21 "
-        "of its 50 probes on average once the heap is full (checked every 8 probes; checking after "
-        "every probe would make it 17.6, and a check halfway through each block of 8 measured "
-        "slower), so a tighter exit saves at most ~15%. A probe-major layout of 16-row blocks "
-        "(each probe's 16 indices and values contiguous), prototyped beside the tree, measured "
-        "4.1-4.3x the floor with scalar loads and 3.8x with explicit AVX-512 gathers "
-        "(llvm.masked.gather): the 16 rows of a block run in lockstep to the slowest one's exit "
-        "(29-30 of 50 probes), which eats most of what the vector width gains. Reaching 2x needs "
-        "about one cycle per visited probe; neither layout gets there on this host.",
+        f"{study['bytes']} bytes of a row in {floor / n * 1e9:.1f} ns. A row reads 32 of its 50 "
+        "probes before its first early-exit check (four blocks of eight, each summed in vector "
+        "registers: eight index loads, eight scalar loads of query values into one register, one "
+        "float16 decode, one subtract, one multiply and the fixed pairwise tree, about 30 "
+        "instructions), and most rows leave there. What is left is per-row work: the bound "
+        "(threshold + offset)^2, 32 loads scattered over the 16 KB query table, and the one branch "
+        "that ends the row. The fixed summation order that keeps scores bit-identical across back "
+        "ends and batch sizes rules out reassociation and fused multiply-add. This host's AVX-512 "
+        "gathers were slower than the scalar loads (see 'What was tried'); a probe-major layout "
+        "of 16-row blocks measured 3.8-4.3x the floor with the old kernel, its rows running in "
+        "lockstep to the slowest one's exit.",
         f"- A batch of 32 costs {b32 / (n * R * 32) * 1e9:.3f} ns of CPU per (probe, query): "
         "the 32 queries' values at a probe are contiguous (a 128-byte row of the (4,000 x 32) "
         "query table, L2-resident), so the work is three vector float32 operations per 16 "
         "(probe, query) pairs; a row leaves only when all 32 queries have left it (27 of 50 "
         "probes on average, against 19 for one query). Vector add throughput bounds it; fused "
-        "multiply-add would save one of the three operations at the cost of bit-identical scores.",
+        "multiply-add would save one of the three operations at the cost of bit-identical scores. "
+        "Delaying a batch's first check as the single query's "
+        "is (to 24 probes, measured) made it slower: a batch row leaving after 16 probes pays 8 more "
+        "for 32 queries.",
         "- The host: figures are CPU time of this process, which other tenants inflate only "
         "through shared caches and memory bandwidth; the load average seen is given per table.",
         "",

@@ -56,6 +56,13 @@ MAX_BATCH = 32
 LANES = 16
 #: Relative widening of the pre-filter bound (float32 rounding is ~6e-8).
 _SLACK = np.float32(1e-5)
+#: Blocks of eight probes a single-query scan sums before its first early-exit check. Checked
+#: after every block, most rows leave after 16 or 24 probes, and which is hard to predict: each
+#: row ended on a mispredicted branch behind its whole chain of loads and adds, which cost more
+#: than the blocks a row now reads in vain. After 32 probes nearly every row leaves at the first
+#: check, a branch the processor predicts, so it overlaps consecutive rows (first check after
+#: 24, 32 and 40 probes measured; bench/results/ranker.md).
+_HEAD_BLOCKS = 4
 
 
 def _writable(folder: Path) -> bool:
@@ -125,6 +132,65 @@ def _f16_to_f32(typingctx: Any, h: Any) -> Any:
         return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
 
     return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def _block8_sq(typingctx: Any, z: Any, idx: Any, val: Any, row: Any, j: Any) -> Any:
+    """``((d0^2 + d1^2) + (d2^2 + d3^2)) + ((d4^2 + d5^2) + (d6^2 + d7^2))`` with
+    ``d_i = z[idx[row, j + i]] - val[row, j + i]``: a block of eight probes in the shared
+    summation order, in vector registers.
+
+    The eight query values go into one register by scalar loads (this host's AMD gathers are
+    slower than the loads they replace); the eight values are one load and one float16 decode;
+    one subtract and one multiply serve all eight; the pairwise sums are the scalar tree's, lane
+    by lane, so the result is bit-identical to eight scalar terms. idx and val must be
+    C-contiguous (a row's entries adjacent).
+    """
+    arrays_fit = (
+        isinstance(z, types.Array) and z.ndim == 1 and z.dtype == types.float32
+        and isinstance(idx, types.Array) and idx.ndim == 2 and idx.layout == "C"
+        and idx.dtype in (types.uint16, types.uint32)
+        and isinstance(val, types.Array) and val.ndim == 2 and val.layout == "C"
+        and val.dtype in (types.uint16, types.float32)
+    )
+    if not arrays_fit:
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        z_ty, idx_ty, val_ty, row_ty, j_ty = sig.args
+        at = [context.cast(builder, args[3], row_ty, types.intp), context.cast(builder, args[4], j_ty, types.intp)]
+        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+        f32x8 = ir.VectorType(f32, 8)
+
+        def entry(ty: Any, arg: Any) -> Any:
+            return cgutils.get_item_pointer(context, builder, ty, context.make_array(ty)(context, builder, arg), at)
+
+        # Values: one unaligned load of eight, decoded together (vcvtph2ps ymm).
+        values = entry(val_ty, args[2])
+        if val_ty.dtype == types.uint16:
+            bits = builder.load(builder.bitcast(values, ir.VectorType(ir.IntType(16), 8).as_pointer()), align=2)
+            a = builder.fpext(builder.bitcast(bits, ir.VectorType(ir.HalfType(), 8)), f32x8)
+        else:
+            a = builder.load(builder.bitcast(values, f32x8.as_pointer()), align=4)
+        zdata = context.make_array(z_ty)(context, builder, args[0]).data
+        indices = entry(idx_ty, args[1])
+        g = f32x8(ir.Undefined)
+        for i in range(8):
+            t = builder.zext(builder.load(builder.gep(indices, [ir.Constant(i64, i)])), i64)
+            g = builder.insert_element(g, builder.load(builder.gep(zdata, [t]), align=4), ir.Constant(i32, i))
+        d = builder.fsub(g, a)
+        sq = builder.fmul(d, d)
+
+        def pairs(v: Any, n: int) -> Any:
+            """[v0 + v1, v2 + v3, ...]: n sums of adjacent lanes."""
+            even = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(0, 2 * n, 2))))
+            odd = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(1, 2 * n, 2))))
+            return builder.fadd(even, odd)
+
+        halves = pairs(pairs(sq, 4), 2)
+        return builder.fadd(builder.extract_element(halves, ir.Constant(i32, 0)), builder.extract_element(halves, ir.Constant(i32, 1)))
+
+    return types.float32(z, idx, val, row, j), codegen
 
 
 def _value(val: Any, row: Any, j: Any) -> Any:  # pragma: no cover - typing stub
@@ -242,21 +308,20 @@ def _bound2(threshold: float, off: float) -> Any:
 @_jit(inline="always")
 def _row_sq(idx: Any, val: Any, row: int, z: Any, bound2: float) -> Any:
     """sum_j (z[t_j] - a_j)^2 in the shared order; stops early (returning a partial sum above
-    ``bound2``) when the sum exceeds ``bound2``. Values are decoded as they are read, so the
-    probes past an early exit cost nothing."""
+    ``bound2``) when the sum exceeds ``bound2``, checked after the first _HEAD_BLOCKS blocks
+    and after each block from then on (the r mod 8 last probes are summed without a check). Values are decoded as they are read, so the probes past
+    an early exit cost nothing."""
     r = idx.shape[1]
     acc = np.float32(0)
     j = 0
+    head = min(_HEAD_BLOCKS * 8, r - r % 8)
+    while j < head:
+        acc += _block8_sq(z, idx, val, row, j)
+        j += 8
+    if acc > bound2:
+        return acc
     while j + 8 <= r:
-        d0 = z[idx[row, j]] - _value(val, row, j)
-        d1 = z[idx[row, j + 1]] - _value(val, row, j + 1)
-        d2 = z[idx[row, j + 2]] - _value(val, row, j + 2)
-        d3 = z[idx[row, j + 3]] - _value(val, row, j + 3)
-        d4 = z[idx[row, j + 4]] - _value(val, row, j + 4)
-        d5 = z[idx[row, j + 5]] - _value(val, row, j + 5)
-        d6 = z[idx[row, j + 6]] - _value(val, row, j + 6)
-        d7 = z[idx[row, j + 7]] - _value(val, row, j + 7)
-        acc += ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)) + ((d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7))
+        acc += _block8_sq(z, idx, val, row, j)
         j += 8
         if acc > bound2:
             return acc

@@ -290,7 +290,9 @@ def _search_compiled(
 ) -> TopK:
     assert _compiled is not None
     n_queries, n_probes = z.shape
-    values = _value_array(val)
+    # The compiled scan reads a row's entries eight at a time: rows must be contiguous.
+    idx = np.ascontiguousarray(idx)
+    values = np.ascontiguousarray(_value_array(val))
     start = np.ascontiguousarray(segments.start, dtype=np.int64)
     stop = np.ascontiguousarray(segments.stop, dtype=np.int64)
     allowed = np.ascontiguousarray(segments.allowed, dtype=np.bool_)

@@ -222,3 +222,32 @@ def test_compiled_code_is_cached_in_tmp_when_the_tree_is_read_only(monkeypatch, 
     monkeypatch.setattr(_compiled, "_writable", lambda folder: str(folder).startswith(str(tmp_path)))
     _compiled._ensure_cache_dir()
     assert str(tmp_path / "probelog-numba-cache") == _compiled.numba.config.CACHE_DIR
+
+
+@pytest.mark.parametrize(
+    ("index_dtype", "value_dtype"),
+    [(np.uint16, np.float16), (np.uint16, np.float32), (np.uint32, np.float16), (np.uint32, np.float32)],
+)
+@pytest.mark.parametrize("r", [5, 8, 20, 24, 31, 50])
+def test_one_query_scan_with_early_exits_equals_the_fallback(index_dtype, value_dtype, r):
+    # The single-query scan sums its first blocks of eight probes in vector registers with no
+    # early-exit check, then checks after every block. With a small k the heap fills at once and
+    # most rows leave early; hits and their float32 bits must still be the numpy fallback's,
+    # exact ties (duplicated rows) and k beyond the number of rows included.
+    rng = np.random.default_rng(r)
+    idx, val, offset, start, stop, key = random_index(rng, n_segments=300, r=r, dtype=value_dtype, duplicates=40)
+    idx = idx.astype(index_dtype)
+    z = zscore(rng.normal(size=(4, N_PROBES)))
+    allowed = rng.random(len(start)) < 0.9
+    for one_hit in (False, True):
+        for k in (1, 10, len(offset) + 7):
+            for q in range(len(z)):
+                args = (idx, val, offset, z[q : q + 1], start, stop, allowed, key, k, one_hit)
+                fast, slow = run("numba", *args), run("numpy", *args)
+                assert fast.counts.tolist() == slow.counts.tolist()
+                assert np.array_equal(fast.rows, slow.rows)
+                assert np.array_equal(fast.scores.view(np.uint32), slow.scores.view(np.uint32))
+                assert np.array_equal(fast.distances.view(np.uint32), slow.distances.view(np.uint32))
+            if k == 10:
+                want = reference(idx, val, offset, z[:1], start, stop, allowed, key, k, one_hit)
+                assert_matches(run("numba", idx, val, offset, z[:1], start, stop, allowed, key, k, one_hit), want)
