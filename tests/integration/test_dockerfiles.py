@@ -23,10 +23,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.images import roles
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO_ROOT / "deploy" / "docker"
 SERVICES_DOCKERFILE = DOCKER_DIR / "Dockerfile"
 TRITON_DOCKERFILE = DOCKER_DIR / "triton.Dockerfile"
+WORLD_DOCKERFILE = DOCKER_DIR / "world.Dockerfile"
 CHART_VALUES = REPO_ROOT / "helm" / "probelog" / "values.yaml"
 SERVICE_PORTS = {50051, 50052, 50053, 50054, 50055, 8080}  # the five services and the web page
 COMPILERS = re.compile(
@@ -186,7 +189,7 @@ def hadolint() -> str:
 
 
 @pytest.mark.parametrize(
-    "dockerfile", [SERVICES_DOCKERFILE, TRITON_DOCKERFILE], ids=lambda p: p.name
+    "dockerfile", [SERVICES_DOCKERFILE, TRITON_DOCKERFILE, WORLD_DOCKERFILE], ids=lambda p: p.name
 )
 def test_hadolint_passes(dockerfile: Path) -> None:
     # Strictest threshold (style) and no ignore pragmas: every rule applies.
@@ -246,15 +249,19 @@ def test_services_image_is_built_in_a_separate_stage(services: Dockerfile) -> No
 
 
 def test_services_image_entrypoint_and_extras(services: Dockerfile) -> None:
-    assert services.final.all("ENTRYPOINT") == ['["probelog"]']
-    assert services.final.all("CMD")[-1].startswith('["serve",')
+    assert services.final.all("ENTRYPOINT") == ['["probelog-entrypoint"]']
+    assert services.final.all("CMD") == ['["serve"]']
+    copies = [shlex.split(services.resolve(c, services.final)) for c in services.final.all("COPY")]
+    assert ["--chmod=0755", "deploy/docker/entrypoint.sh", "/usr/local/bin/probelog-entrypoint"] in copies
+    # `serve` alone serves the role the image was built for.
+    assert env_of(services, services.final)["PROBELOG_IMAGE_ROLE"] == "${ROLE}"
     exposed = {int(p) for args in services.final.all("EXPOSE") for p in args.split()}
     assert exposed == SERVICE_PORTS
     builder = services.stages[0]
-    extras = services.resolve("${EXTRAS}", builder)
-    # The default image carries no torch: only the encoder's image is built with `clip`.
-    assert "clip" not in extras.split(",") and {"redis", "triton", "web"} <= set(extras.split(","))
     assert any('".[${EXTRAS}]"' in run for run in builder.all("RUN"))
+    # The defaults build the orchestrator's image with the orchestrator's extras.
+    role = services.resolve("${ROLE}", services.final)
+    assert set(services.resolve("${EXTRAS}", builder).split(",")) == roles()[role]
 
 
 def test_services_image_has_an_absolute_workdir_and_store(services: Dockerfile) -> None:
@@ -271,7 +278,8 @@ def test_services_image_copies_files_that_exist(services: Dockerfile) -> None:
         for copy in stage.all("COPY"):
             if "--from=" in copy:
                 continue
-            sources = shlex.split(services.resolve(copy, stage))[:-1]
+            # Flags (--chmod=...) are not sources.
+            sources = [w for w in shlex.split(services.resolve(copy, stage))[:-1] if not w.startswith("--")]
             for source in sources:
                 if any(c in source for c in "*?["):
                     continue  # a wildcard may match nothing: the file is optional
@@ -293,11 +301,21 @@ def test_services_image_user_matches_the_chart(
 
 
 def test_build_context_excludes_local_trees() -> None:
-    for dockerfile in (SERVICES_DOCKERFILE, TRITON_DOCKERFILE):
+    for dockerfile in (SERVICES_DOCKERFILE, TRITON_DOCKERFILE, WORLD_DOCKERFILE):
         ignore = Path(f"{dockerfile}.dockerignore").read_text().split()
         assert {".git", ".venv", ".tools"} <= set(ignore), dockerfile.name
     # The services image installs the served package only: the tools beside it stay out.
     assert {"tools", "tests", "bench"} <= set(Path(f"{SERVICES_DOCKERFILE}.dockerignore").read_text().split())
+
+
+def test_world_image_meets_the_final_stage_rules_and_installs_the_tools() -> None:
+    world = parse_dockerfile(WORLD_DOCKERFILE.read_text())
+    assert problems(world, python=True) == []
+    assert final_user(world) == final_user(parse_dockerfile(SERVICES_DOCKERFILE.read_text()))
+    assert any("./tools" in run for run in world.stages[0].all("RUN"))
+    # Its context keeps the tools (the services image's leaves them out).
+    assert "tools" not in Path(f"{WORLD_DOCKERFILE}.dockerignore").read_text().splitlines()
+    assert world.final.all("CMD")[-1].startswith('["world", "build"')
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,9 +28,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.images import roles
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "helm" / "probelog"
 PRODUCTION_VALUES = CHART / "examples" / "values-production.yaml"
+WORLD_VALUES = CHART / "examples" / "values-world.yaml"
 KUBE_VERSION = "1.30.0"
 NAMESPACE = "search"
 
@@ -864,6 +867,60 @@ def test_data_volume_is_mounted_read_only(production_docs: list[dict[str, Any]])
     assert pod_spec(encoder)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
+def test_each_service_runs_its_roles_image() -> None:
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    built = roles()
+    docs = render("rel", ("--set", "web.enabled=true"))
+    for name in (*GRPC_SERVICES, "web"):
+        assert name in built, f"deploy/docker/roles builds no image for {name}"
+        for workload in of_component(docs, name):
+            image = pod_spec(workload)["containers"][0]["image"]
+            assert image == f"probelog-{name}:{version}", image
+
+
+def test_data_job_fills_the_claim_before_the_services_start() -> None:
+    text = render_text("rel", ("-f", str(WORLD_VALUES)))
+    result = run([kubernetes_validate(), "--strict", "-k", KUBE_VERSION, "-"], stdin=text)
+    assert result.returncode == 0 and "WARN" not in result.stdout, result.stdout
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    (job,) = of_kind(docs, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "data"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["fsGroup"] == 10001
+    (container,) = pod["containers"]
+    assert container["image"].startswith("probelog-world:")
+    assert container["args"] == ["world", "build", "--scale", "demo", "--out", "/data", "--no-progress"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # The Job writes the claim; the services read it, from the paths the world build writes.
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/data")
+    assert not mount.get("readOnly")
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["persistentVolumeClaim"] == {"claimName": "probelog-data"}
+    assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])
+    for name in ("orchestrator", "clip-encoder"):
+        (workload,) = of_component(docs, name)
+        volume = next(v for v in pod_spec(workload)["volumes"] if v["name"] == "data")
+        assert volume["persistentVolumeClaim"] == {"claimName": "probelog-data", "readOnly": True}
+    (encoder,) = of_component(docs, "clip-encoder")
+    env = container_env(docs, encoder)
+    assert env["PROBELOG_CLIP_CONFIG"] == "/data/clip/probelog-world-clip.json"
+    assert env["PROBELOG_CLIP_PRETRAINED"] == "/data/clip/checkpoint.pt"
+    (orchestrator,) = of_component(docs, "orchestrator")
+    assert container_env(docs, orchestrator)["PROBELOG_PROBE_SET_FILE"] == "/data/probe_sets/scenes.npz"
+
+
+def test_data_job_is_off_by_default_and_needs_a_claim(default_docs: list[dict[str, Any]]) -> None:
+    assert not of_kind(default_docs, "Job")
+    result = run([helm(), "template", "rel", str(CHART), "--set", "data.job.enabled=true"])
+    assert result.returncode != 0
+    assert "data.job.enabled needs data.existingClaim" in result.stderr
+    result = run([helm(), "template", "rel", str(CHART), "--set", "data.existingClaim=d", "--set", "data.job.args=null"])
+    assert result.returncode != 0 and "args" in result.stderr
+
+
 # --------------------------------------------------------------------------------------------
 # NOTES.txt
 
@@ -1025,7 +1082,7 @@ def test_values_schema_describes_every_key() -> None:
     import json
 
     schema = json.loads((CHART / "values.schema.json").read_text())
-    for values_file in (CHART / "values.yaml", PRODUCTION_VALUES):
+    for values_file in (CHART / "values.yaml", PRODUCTION_VALUES, WORLD_VALUES):
         values = yaml.safe_load(values_file.read_text())
         missing = list(_schema_paths(schema, schema["definitions"], values, ""))
         assert not missing, f"{values_file.name}: not in values.schema.json: {missing}"
@@ -1070,6 +1127,7 @@ def test_service_monitor_dashboard_and_scrape_rule_when_asked() -> None:
     board = json.loads(dashboard["data"]["probelog.json"])
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
     assert "probelog_rpc_total" in exprs and "probelog_rpc_duration_seconds_bucket" in exprs
+    assert "probelog_store_read_seconds_bucket" in exprs and "probelog_store_write_seconds_bucket" in exprs
     for name in GRPC_SERVICES:
         policy = named(docs, "NetworkPolicy", f"rel-probelog-{name}")
         scrape = [r for r in policy["spec"]["ingress"] if r["ports"] == [{"port": 9464, "protocol": "TCP"}]]

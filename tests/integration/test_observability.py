@@ -17,10 +17,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from probelog.client import ProbeLogClient
-from probelog.common.errors import InvalidArgument
+from probelog.common.errors import InvalidArgument, NotFound
+from probelog.descriptor_store.client import DescriptorStoreClient
 from probelog.v1 import search_pb2, search_pb2_grpc
 from probelog_devstack import free_port, redis_server
-from tests.support import mini, procs
+from tests.support import mini, procs, stores
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -135,6 +136,9 @@ async def test_metrics_count_calls_by_method_and_code_and_logs_carry_the_request
     for stage in ("probe", "descriptors", "store", "searchable"):
         assert grew(f'probelog_stage_seconds_count{{rpc="IndexModel",stage="{stage}"}}') == 1
     assert grew("probelog_probe_images_per_second_count") == 1
+    # The file store timed the model's write (its one put_model of this test).
+    assert grew('probelog_store_write_seconds_count{backend="file",operation="put_model"}') == 1
+    assert grew('probelog_store_write_seconds_sum{backend="file",operation="put_model"}') > 0
     assert grew('probelog_text_cache_lookups_total{result="miss"}') >= 1
 
     lines = json_lines(service.output())
@@ -160,6 +164,48 @@ def test_embedded_health_follows_its_store_directory(observed):
             shutil.rmtree(store)
         moved.rename(store)
     wait_until("SERVING", lambda: health(service.address, SEARCH) == SERVING)
+
+
+async def test_the_redis_store_times_its_reads_and_writes(tmp_path):
+    redis = redis_server.start(tmp_path / "redis")
+    metrics_port = free_port()
+    store = procs.start("store", [
+        "descriptor-store", "--store-url", redis.url, "--metrics-listen-address", f"127.0.0.1:{metrics_port}",
+    ], tmp_path)
+    try:
+        before = scrape(metrics_port)
+        client = DescriptorStoreClient(grpc.aio.insecure_channel(store.address), store.address)
+        try:
+            ps, _ = await client.put_probe_set("probes", stores.images())
+            await client.put_model(*stores.model(ps.probe_set_id, "timed"))
+            assert (await client.get_model(ps.probe_set_id, "timed")).info.model_id == "timed"
+            with pytest.raises(NotFound):
+                await client.get_model(ps.probe_set_id, "absent")
+            listed, _ = await client.list_models(ps.probe_set_id)
+            assert [m.model_id for m in listed] == ["timed"]
+            await client.delete_model(ps.probe_set_id, "timed")
+        finally:
+            await client.close()
+        after = scrape(metrics_port)
+    finally:
+        code = store.stop()
+        redis.stop()
+    assert code == 0
+
+    def grew(kind: str, operation: str, part: str = "count") -> float:
+        name = f'probelog_store_{kind}_seconds_{part}{{backend="redis",operation="{operation}"}}'
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    expected = {
+        ("write", "put_probe_set"): 1, ("write", "put_model"): 1, ("write", "delete_model"): 1,
+        ("read", "get_model"): 2, ("read", "list_models"): 1,  # the missing model's read counts too
+    }
+    for (kind, operation), count in expected.items():
+        assert grew(kind, operation) == count, (kind, operation)
+        assert grew(kind, operation, "sum") > 0
+        # A histogram: every call falls under the +Inf bucket, the slowest bucket counts them all.
+        bucket = f'probelog_store_{kind}_seconds_bucket{{backend="redis",le="+Inf",operation="{operation}"}}'
+        assert after[bucket] - before.get(bucket, 0.0) == count
 
 
 def test_a_bad_log_format_or_metrics_address_is_one_clear_line(tmp_path):

@@ -19,6 +19,12 @@ stage_seconds{rpc,stage}            the orchestrator's stages: encode and rank o
                                     search, probe, descriptors, store and searchable of
                                     an index
 probe_images_per_second             probing throughput of each indexed model
+store_read_seconds{backend,operation}  the descriptor store's reads (get_model,
+                                    list_models, get_probe_set, list_probe_sets), as
+                                    seen by the store: Redis round trips and retries,
+                                    or file reads
+store_write_seconds{backend,operation} its writes (put_model, delete_model,
+                                    put_probe_set), committed or refused
 =================================== ==================================================
 
 The encoder adds its text cache and pass sizes (:mod:`probelog.clip_encoder.text_batches`),
@@ -30,11 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -57,6 +64,35 @@ PROBE_RATE = Histogram(
     "probelog_probe_images_per_second", "Probe images per second while indexing a model",
     buckets=(10, 30, 100, 300, 1000, 3000, 10000, 30000),
 )
+STORE_READS = Histogram(
+    "probelog_store_read_seconds", "Duration of descriptor-store reads", ["backend", "operation"], buckets=_BUCKETS
+)
+STORE_WRITES = Histogram(
+    "probelog_store_write_seconds", "Duration of descriptor-store writes", ["backend", "operation"], buckets=_BUCKETS
+)
+
+_StoreMethod = TypeVar("_StoreMethod", bound=Callable[..., Awaitable[Any]])
+
+
+def _timed_in(histogram: Histogram) -> Callable[[_StoreMethod], _StoreMethod]:
+    def decorate(method: _StoreMethod) -> _StoreMethod:
+        @functools.wraps(method)
+        async def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                # Failures too: a read that waited out Redis's retries is the slow one to see.
+                histogram.labels(self.backend, method.__name__).observe(time.perf_counter() - started)
+
+        return cast(_StoreMethod, timed)
+
+    return decorate
+
+
+#: Decorate a store method (of a class with a ``backend`` name) to time it as a read or a write.
+store_read = _timed_in(STORE_READS)
+store_write = _timed_in(STORE_WRITES)
 
 
 def observe_stages(rpc: str, **microseconds: int) -> None:

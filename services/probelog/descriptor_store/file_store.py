@@ -30,6 +30,7 @@ import numpy.typing as npt
 from probelog.common.errors import InvalidArgument, NotFound, Unavailable
 from probelog.common.files import atomic_write_bytes
 from probelog.common.ids import MAX_PAGE_BYTES, check_model_id, check_probe_set_id
+from probelog.common.observe import store_read, store_write
 from probelog.common.ports import Change, ChangeKind, StoredModel
 from probelog.common.probe_sets import load_probe_set, probe_set_id, save_probe_set
 from probelog.common.shield import run_to_completion
@@ -104,6 +105,7 @@ class FileDescriptorStore:
 
     # ------------------------------------------------------------------ probe sets
 
+    @store_write
     async def put_probe_set(
         self, name: str, images: npt.NDArray[np.uint8], *, timeout: float | None = None
     ) -> tuple[types_pb2.ProbeSetInfo, bool]:
@@ -151,6 +153,7 @@ class FileDescriptorStore:
             raise NotFound(f"probe set {ps_id} is not registered")
         return info
 
+    @store_read
     async def get_probe_set(
         self, probe_set_id: str, *, timeout: float | None = None
     ) -> tuple[types_pb2.ProbeSetInfo, npt.NDArray[np.uint8]]:
@@ -159,6 +162,7 @@ class FileDescriptorStore:
         probe_set = await asyncio.to_thread(load_probe_set, path)
         return info, probe_set.images
 
+    @store_read
     async def list_probe_sets(self, *, timeout: float | None = None) -> list[types_pb2.ProbeSetInfo]:
         paths = sorted((self.root / "probe_sets").glob("ps-*.pb"))
         infos = []
@@ -173,6 +177,7 @@ class FileDescriptorStore:
     def _model_path(self, ps_id: str, model_id: str) -> Path:
         return self.root / "models" / ps_id / _quote(model_id)
 
+    @store_write
     async def put_model(
         self,
         info: types_pb2.ModelInfo,
@@ -191,6 +196,7 @@ class FileDescriptorStore:
 
         return await self._commit(write, "PUT", info.probe_set_id, info.model_id)
 
+    @store_read
     async def get_model(
         self,
         probe_set_id: str,
@@ -201,13 +207,20 @@ class FileDescriptorStore:
     ) -> StoredModel:
         probe_set = await self.probe_set_info(probe_set_id)
         check_model_id(model_id)
-        path = self._model_path(probe_set_id, model_id)
+        return await self._read_model(probe_set, model_id, include_descriptors)
+
+    async def _read_model(
+        self, probe_set: types_pb2.ProbeSetInfo, model_id: str, include_descriptors: bool
+    ) -> StoredModel:
+        """A model's record (a listing reads them through here: one timed read, not one each)."""
+        path = self._model_path(probe_set.probe_set_id, model_id)
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            raise NotFound(f"model {model_id!r} is not indexed for probe set {probe_set_id}") from None
+            raise NotFound(f"model {model_id!r} is not indexed for probe set {probe_set.probe_set_id}") from None
         return records.decode_record(data, probe_set.n_probes, include_descriptors)
 
+    @store_read
     async def list_models(
         self,
         probe_set_id: str,
@@ -229,7 +242,7 @@ class FileDescriptorStore:
         size = 0
         for model_id in page:
             try:
-                stored = await self.get_model(probe_set.probe_set_id, model_id)
+                stored = await self._read_model(probe_set, model_id, False)
             except NotFound:
                 infos.append(None)  # deleted since the listing
                 continue
@@ -256,6 +269,7 @@ class FileDescriptorStore:
                 ids.append(urllib.parse.unquote(path.name.removesuffix(".pb")))
         return ids
 
+    @store_write
     async def delete_model(
         self, probe_set_id: str, model_id: str, *, timeout: float | None = None
     ) -> int:

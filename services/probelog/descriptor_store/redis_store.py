@@ -101,6 +101,7 @@ from probelog.common.errors import (
     Unavailable,
 )
 from probelog.common.ids import check_model_id, check_probe_set_id, hash_range_of
+from probelog.common.observe import store_read, store_write
 from probelog.common.ports import Change, ChangeKind, StoredModel
 from probelog.common.probe_sets import probe_set_id
 from probelog.common.shield import run_to_completion
@@ -372,6 +373,7 @@ class RedisDescriptorStore:
         info = types_pb2.ProbeSetInfo.FromString(_bytes(fields[b"info"]))
         return info, int(fields[b"chunks"]), int(fields[b"probes_per_chunk"])
 
+    @store_write
     async def put_probe_set(
         self, name: str, images: npt.NDArray[np.uint8], *, timeout: float | None = None
     ) -> tuple[types_pb2.ProbeSetInfo, bool]:
@@ -452,6 +454,7 @@ class RedisDescriptorStore:
         self._probe_sets[probe_set_id] = header[0]
         return header[0]
 
+    @store_read
     async def get_probe_set(
         self, probe_set_id: str, *, timeout: float | None = None
     ) -> tuple[types_pb2.ProbeSetInfo, npt.NDArray[np.uint8]]:
@@ -475,6 +478,7 @@ class RedisDescriptorStore:
         images = np.frombuffer(b"".join(c or b"" for c in chunks), dtype=np.uint8).reshape(shape)
         return info, images
 
+    @store_read
     async def list_probe_sets(self, *, timeout: float | None = None) -> list[types_pb2.ProbeSetInfo]:
         members = await self._run("SMEMBERS", lambda: self._redis.smembers(self._probe_sets_key), timeout)
         ids = sorted(_bytes(m).decode() for m in members)
@@ -482,6 +486,7 @@ class RedisDescriptorStore:
 
     # ------------------------------------------------------------------ models
 
+    @store_write
     async def put_model(
         self,
         info: types_pb2.ModelInfo,
@@ -510,6 +515,7 @@ class RedisDescriptorStore:
         logger.debug("stored %s/%s (%d bytes) as change %d", ps_id, model_id, len(data), sequence)
         return sequence
 
+    @store_read
     async def get_model(
         self,
         probe_set_id: str,
@@ -525,6 +531,7 @@ class RedisDescriptorStore:
             raise NotFound(f"model {model_id!r} is not indexed for probe set {probe_set_id}")
         return records.decode_record(_bytes(data), probe_set.n_probes, include_descriptors)
 
+    @store_read
     async def list_models(
         self,
         probe_set_id: str,
@@ -562,6 +569,7 @@ class RedisDescriptorStore:
         page = [i.decode() for i in ids[:page_size]]
         return records.listing_page(page, infos, more=len(ids) > page_size)
 
+    @store_write
     async def delete_model(self, probe_set_id: str, model_id: str, *, timeout: float | None = None) -> int:
         await self.probe_set_info(probe_set_id, timeout=timeout)
         check_model_id(model_id)
