@@ -165,3 +165,11 @@ async def test_a_restarted_shard_is_found_again_and_reloads_its_partitions(world
     found = await world["ranker"].rank(ps_id, queries, 5, include=[late])
     assert [h.model_id for h in found.hits[0]] == [late] * 3
     await same_answers(world, seed=3)
+
+
+def test_more_shards_than_partitions_is_one_clear_line(world):
+    result = procs.cli(["serve", "ranker", "--store-address", world["store"].address, "--shard-index", "0",
+                        "--shard-count", "17", "--host", "127.0.0.1", "--port", "0"], timeout=120)
+    assert result.returncode != 0
+    assert "shard count 17 is more than the store's 16 partitions" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -33,7 +33,7 @@ def _question(packet: bytes) -> tuple[str, int, bytes]:
 
 def answer(packet: bytes, records: dict[str, str]) -> bytes:
     """The reply to one query ``packet``, from ``records`` (name -> IPv4 address)."""
-    ident, flags, n_questions = struct.unpack(">HHH", packet[:6])
+    ident, flags = struct.unpack(">HH", packet[:4])
     name, qtype, question = _question(packet)
     address = records.get(name)
     answers = b""
