@@ -1,8 +1,9 @@
 """The ranker: an in-memory index per probe set, kept in step with the descriptor store.
 
 At start it notes the store's current sequence number in each partition of its change feed,
-loads every model it owns, then follows every partition of the feed from those numbers, so a model indexed anywhere becomes searchable
-without a restart and a restarted ranker serves the current state. Re-applying a change is
+loads every model it owns, then follows the partitions it owns from those numbers, so a model
+indexed anywhere becomes searchable on its shard without a restart and a restarted ranker
+serves the current state. Re-applying a change is
 harmless (a put replaces, a delete of a missing model does nothing), which is what makes the
 snapshot-then-follow hand-over safe.
 
