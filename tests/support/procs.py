@@ -28,10 +28,11 @@ class Service:
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def stop(self, timeout: float = 15.0) -> int:
         return stop_process(self.proc, self.name, timeout)
@@ -40,20 +41,24 @@ class Service:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def start(name: str, args: list[str], workdir: Path, timeout: float = 120.0, env: dict[str, str] | None = None) -> Service:
-    """Start ``probelog serve <args>`` on 127.0.0.1:0 and wait until it serves."""
+def start(
+    name: str, args: list[str], workdir: Path, timeout: float = 120.0, env: dict[str, str] | None = None,
+    *, host: str = "127.0.0.1", port: int = 0,
+) -> Service:
+    """Start ``probelog serve <args>`` on ``host``:``port`` (a free port by default) and wait
+    until it serves."""
     workdir.mkdir(parents=True, exist_ok=True)
     ready = workdir / f"{name}.port"
     ready.unlink(missing_ok=True)
     log = workdir / f"{name}.log"
-    cmd = [sys.executable, "-m", "probelog.cli", "serve", *args, "--host", "127.0.0.1", "--port", "0",
+    cmd = [sys.executable, "-m", "probelog.cli", "serve", *args, "--host", host, "--port", str(port),
            "--ready-file", str(ready)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env or test_env(), cwd=workdir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ready.exists() and ready.read_text().strip():
-            return Service(name, proc, int(ready.read_text()), log)
+            return Service(name, proc, int(ready.read_text()), log, host)
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text(errors='replace')}")
         time.sleep(0.05)

@@ -7,8 +7,8 @@ Common params:
   root        the chart's root context
   component   "orchestrator", "probe-runner", "clip-encoder", "descriptor-store" or "ranker"
   values      the service's block of values
-  name        resource name (default "<fullname>-<component>"; ranker shards pass their own)
-  selector    extra selector labels (ranker shards: the shard index)
+  name        resource name (default "<fullname>-<component>")
+  selector    extra selector labels
 */}}
 
 {{/* Selector labels of one workload: the component's plus `selector`. */}}
@@ -20,8 +20,11 @@ Common params:
 {{- end -}}
 
 {{/*
-Deployment of a ProbeLog gRPC service.
+Deployment (or StatefulSet) of a ProbeLog gRPC service.
 Extra params:
+  kind            "Deployment" (default) or "StatefulSet"
+  serviceName     a StatefulSet's headless Service; replicas: its pod count
+  volumeClaimTemplates  a StatefulSet's PersistentVolumeClaim templates
   healthService   the grpc.health.v1 service name the readiness probe checks
   configChecksum  sha256 of the service's ConfigMap (checksum/config annotation)
   env             list of EnvVar added to the container (secrets, shard index)
@@ -36,8 +39,9 @@ Extra params:
 {{- $servesTls := include "probelog.servesTls" . -}}
 {{- $publicTls := and (eq .component "orchestrator") $tls.enabled -}}
 {{- $probePort := ternary $tls.healthPort $v.port (not (empty $servesTls)) -}}
+{{- $kind := default "Deployment" .kind -}}
 apiVersion: apps/v1
-kind: Deployment
+kind: {{ $kind }}
 metadata:
   name: {{ $name }}
   namespace: {{ $root.Release.Namespace }}
@@ -47,13 +51,21 @@ metadata:
     {{ $key }}: {{ $value | quote }}
     {{- end }}
 spec:
-  {{- if not (dig "autoscaling" "enabled" false $v) }}
+  {{- if eq $kind "StatefulSet" }}
+  replicas: {{ .replicas }}
+  serviceName: {{ .serviceName }}
+  # The pods are independent shards: start and replace them all at once, not in order.
+  podManagementPolicy: Parallel
+  updateStrategy:
+    type: RollingUpdate
+  {{- else if not (dig "autoscaling" "enabled" false $v) }}
   replicas: {{ $v.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5
   selector:
     matchLabels:
       {{- include "probelog.workloadSelectorLabels" . | nindent 6 }}
+  {{- if eq $kind "Deployment" }}
   strategy:
     type: RollingUpdate
     rollingUpdate:
@@ -65,6 +77,7 @@ spec:
       maxSurge: 25%
       maxUnavailable: 0
       {{- end }}
+  {{- end }}
   template:
     metadata:
       labels:
@@ -222,9 +235,14 @@ spec:
       topologySpreadConstraints:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+  {{- with .volumeClaimTemplates }}
+  volumeClaimTemplates:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
 
-{{/* ClusterIP Service of a ProbeLog gRPC service (the orchestrator's type is configurable). */}}
+{{/* ClusterIP Service of a ProbeLog gRPC service (the orchestrator's type is configurable);
+with `headless`, one without a cluster IP, whose DNS names each pod of a StatefulSet. */}}
 {{- define "probelog.grpcService" -}}
 {{- $v := .values -}}
 {{- $svc := default dict $v.service -}}
@@ -241,6 +259,9 @@ metadata:
   {{- end }}
 spec:
   type: {{ default "ClusterIP" $svc.type }}
+  {{- if .headless }}
+  clusterIP: None
+  {{- end }}
   {{- if and (eq (default "ClusterIP" $svc.type) "LoadBalancer") $svc.loadBalancerSourceRanges }}
   loadBalancerSourceRanges:
     {{- toYaml $svc.loadBalancerSourceRanges | nindent 4 }}

@@ -127,19 +127,23 @@ the release's namespace. With internal TLS the certificates must name these host
 {{- printf "%s:%d" (include "probelog.componentName" (dict "root" . "component" "probe-runner")) (int .Values.probeRunner.port) -}}
 {{- end -}}
 
-{{/* Name of ranker shard i's Deployment and Service. Params: root, shard. */}}
-{{- define "probelog.rankerShardName" -}}
-{{- printf "%s-%d" (include "probelog.componentName" (dict "root" .root "component" "ranker")) (int .shard) -}}
+{{/*
+DNS name of ranker shard i's pod: "<statefulset>-<i>.<headless service>.<namespace>.svc.<domain>"
+(the StatefulSet and its headless Service share the name). Params: root, shard.
+*/}}
+{{- define "probelog.rankerShardHost" -}}
+{{- $name := include "probelog.componentName" (dict "root" .root "component" "ranker") -}}
+{{- printf "%s-%v.%s.%s.svc.%s" $name .shard $name .root.Release.Namespace .root.Values.clusterDomain -}}
 {{- end -}}
 
-{{/* Comma-separated addresses of the ranker shards, in shard order (PROBELOG_RANKER_ADDRESSES). */}}
-{{- define "probelog.rankerAddresses" -}}
-{{- $root := . -}}
-{{- $addresses := list -}}
-{{- range $shard := until (int .Values.ranker.shards) -}}
-{{- $addresses = append $addresses (printf "%s:%d" (include "probelog.rankerShardName" (dict "root" $root "shard" $shard)) (int $root.Values.ranker.port)) -}}
+{{/* The ranker shards' address with {i} for the ordinal (PROBELOG_RANKER_DNS). */}}
+{{- define "probelog.rankerDns" -}}
+{{- printf "%s:%d" (include "probelog.rankerShardHost" (dict "root" . "shard" "{i}")) (int .Values.ranker.port) -}}
 {{- end -}}
-{{- join "," $addresses -}}
+
+{{/* Where a ranker keeps its index files (PROBELOG_INDEX_DIR): the "index" volume. */}}
+{{- define "probelog.rankerIndexDir" -}}
+/var/lib/probelog/index
 {{- end -}}
 
 {{/* Triton's gRPC URL for the probe runner (PROBELOG_RUNNER_URL). */}}

@@ -133,8 +133,12 @@ class DescriptorStore(Protocol):
         *,
         page_size: int = 100,
         page_token: str = "",
+        partitions: Sequence[int] = (),
         timeout: float | None = None,
-    ) -> tuple[list[types_pb2.ModelInfo], str]: ...
+    ) -> tuple[list[types_pb2.ModelInfo], str]:
+        """A page of a probe set's models in id order; with ``partitions``, only those
+        partitions' models (InvalidArgument for a partition the store does not have)."""
+        ...
 
     async def delete_model(
         self, probe_set_id: str, model_id: str, *, timeout: float | None = None
@@ -145,22 +149,29 @@ class DescriptorStore(Protocol):
         first); one entry per partition, so its length is the store's partition count."""
         ...
 
-    def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+    def watch(self, after: Sequence[int] = (), partitions: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
         """Changes after ``after[p]`` in each partition ``p`` (all of them when empty), then new
-        ones as they happen; in order within a partition."""
+        ones as they happen; in order within a partition. With ``partitions``, only the changes
+        of those partitions (``after`` still has one position per partition of the store)."""
         ...
 
     async def close(self) -> None: ...
 
 
 async def iter_models(
-    store: DescriptorStore, probe_set_id: str, *, page_size: int = 500, timeout: float | None = None
+    store: DescriptorStore,
+    probe_set_id: str,
+    *,
+    page_size: int = 500,
+    partitions: Sequence[int] = (),
+    timeout: float | None = None,
 ) -> AsyncIterator[list[types_pb2.ModelInfo]]:
-    """Every model of a probe set, a page at a time (one ``list_models`` call a page)."""
+    """Every model of a probe set (of ``partitions`` only, when given), a page at a time (one
+    ``list_models`` call a page)."""
     token = ""
     while True:
         infos, token = await store.list_models(
-            probe_set_id, page_size=page_size, page_token=token, timeout=timeout
+            probe_set_id, page_size=page_size, page_token=token, partitions=partitions, timeout=timeout
         )
         yield infos
         if not token:
@@ -225,6 +236,6 @@ class RankerPort(Protocol):
         ...
 
     async def applied_sequences(self, *, timeout: float | None = None) -> list[int]:
-        """Per partition of the store's feed, the lowest sequence that every part of the ranker
-        has applied (empty before the first load)."""
+        """Per partition of the store's feed, the sequence applied by the part of the ranker that
+        owns the partition (empty before the first load)."""
         ...

@@ -37,6 +37,9 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
+    # A name is resolved again at most this often (gRPC's default, 30 s, would keep a restarted
+    # ranker shard's new address unknown for that long).
+    ("grpc.dns_min_time_between_resolutions_ms", 1000),
 ]
 
 

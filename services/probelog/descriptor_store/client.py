@@ -130,10 +130,11 @@ class DescriptorStoreClient:
         *,
         page_size: int = 100,
         page_token: str = "",
+        partitions: Sequence[int] = (),
         timeout: float | None = None,
     ) -> tuple[list[types_pb2.ModelInfo], str]:
         request = pb.ListStoredModelsRequest(
-            probe_set_id=probe_set_id, page_size=page_size, page_token=page_token
+            probe_set_id=probe_set_id, page_size=page_size, page_token=page_token, partitions=partitions
         )
         with remote_errors(f"the descriptor store at {self.address}"):
             response = await self._stub.ListStoredModels(request, timeout=timeout)
@@ -152,9 +153,10 @@ class DescriptorStoreClient:
             response = await self._stub.GetStoreStatus(pb.GetStoreStatusRequest(), timeout=timeout)
         return [int(s) for s in response.sequences]
 
-    async def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+    async def watch(self, after: Sequence[int] = (), partitions: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+        request = pb.WatchChangesRequest(after_sequences=after, partitions=partitions)
         with remote_errors(f"the descriptor store at {self.address}"):
-            async for change in self._stub.WatchChanges(pb.WatchChangesRequest(after_sequences=after)):
+            async for change in self._stub.WatchChanges(request):
                 yield Change(
                     sequence=int(change.sequence),
                     kind=_KINDS.get(change.kind, ChangeKind.RESET),

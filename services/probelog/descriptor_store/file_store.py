@@ -47,6 +47,12 @@ _KINDS = {"PUT": ChangeKind.PUT, "DELETE": ChangeKind.DELETE}
 _MAX_NAME_BYTES = 200
 
 
+def _check_partitions(partitions: Sequence[int]) -> None:
+    """The file store's feed and listing are one partition, 0."""
+    if set(partitions) - {0}:
+        raise InvalidArgument(f"the file store has one partition, 0, not {sorted(set(partitions) - {0})}")
+
+
 def _quote(model_id: str) -> str:
     """The file name of a model: its quoted id, or ``~<sha256 of the id>`` when that is too
     long (any id that passes :func:`check_model_id` has a file name)."""
@@ -227,8 +233,10 @@ class FileDescriptorStore:
         *,
         page_size: int = 100,
         page_token: str = "",
+        partitions: Sequence[int] = (),
         timeout: float | None = None,
     ) -> tuple[list[types_pb2.ModelInfo], str]:
+        _check_partitions(partitions)
         probe_set = await self.probe_set_info(probe_set_id)
         page_size = page_size or 100
         folder = self.root / "models" / probe_set_id
@@ -338,7 +346,8 @@ class FileDescriptorStore:
                     )
         return out
 
-    async def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+    async def watch(self, after: Sequence[int] = (), partitions: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+        _check_partitions(partitions)
         if len(after) > 1:
             raise InvalidArgument(f"the file store's change feed has one partition, got {len(after)} positions")
         last = after[0] if after else 0

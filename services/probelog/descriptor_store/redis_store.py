@@ -538,8 +538,10 @@ class RedisDescriptorStore:
         *,
         page_size: int = 100,
         page_token: str = "",
+        partitions: Sequence[int] = (),
         timeout: float | None = None,
     ) -> tuple[list[types_pb2.ModelInfo], str]:
+        listed = self._check_partitions(partitions)
         probe_set = await self.probe_set_info(probe_set_id, timeout=timeout)
         page_size = page_size or 100
         # The page token is the last model id of the previous page: stable under inserts.
@@ -549,7 +551,7 @@ class RedisDescriptorStore:
             # Each partition's next page_size + 1 ids, merged: the page is the first of them.
             # Plain pipelines, not MGET: on a cluster the keys are in different slots.
             pipe = self._redis.pipeline(transaction=False)
-            for partition in range(PARTITIONS):
+            for partition in listed:
                 pipe.zrange(
                     self._models_key(probe_set_id, partition), start, b"+", bylex=True, offset=0, num=page_size + 1
                 )
@@ -618,8 +620,18 @@ class RedisDescriptorStore:
     async def current_sequences(self, *, timeout: float | None = None) -> list[int]:
         return await self._run("XINFO changes", self._stream_states, timeout)
 
-    async def watch(self, after: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
-        """Changes after ``after[p]`` in each partition ``p``, then new ones as they are written.
+    def _check_partitions(self, partitions: Sequence[int]) -> list[int]:
+        """The partitions asked for (all when none), InvalidArgument for one this store lacks."""
+        unknown = sorted(set(partitions) - set(range(PARTITIONS)))
+        if unknown:
+            raise InvalidArgument(
+                f"the store on redis at {self.endpoint} has partitions 0..{PARTITIONS - 1}, not {unknown}"
+            )
+        return sorted(set(partitions)) or list(range(PARTITIONS))
+
+    async def watch(self, after: Sequence[int] = (), partitions: Sequence[int] = ()) -> AsyncGenerator[Change, None]:
+        """Changes after ``after[p]`` in each partition ``p`` (of ``partitions`` only, when
+        given), then new ones as they are written.
 
         One task per partition reads its stream in order; their changes are merged as they
         come. Yields a RESET (of the partition) when changes after its position are no longer
@@ -633,6 +645,7 @@ class RedisDescriptorStore:
                 f"the change feed on redis at {self.endpoint} has {PARTITIONS} partitions, "
                 f"got {len(positions)} positions"
             )
+        followed = self._check_partitions(partitions)
         merged: asyncio.Queue[Change | BaseException] = asyncio.Queue(maxsize=WATCH_COUNT)
 
         async def pump(partition: int) -> None:
@@ -642,7 +655,7 @@ class RedisDescriptorStore:
             except (ProbeLogError, RedisError) as exc:
                 await merged.put(exc)
 
-        readers = [asyncio.create_task(pump(p), name=f"redis-feed-{p}") for p in range(PARTITIONS)]
+        readers = [asyncio.create_task(pump(p), name=f"redis-feed-{p}") for p in followed]
         try:
             while True:
                 item = await merged.get()

@@ -126,7 +126,8 @@ class DescriptorStoreServicer(pb_grpc.DescriptorStoreServiceServicer):
         self, request: pb.ListStoredModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListStoredModelsResponse:
         models, token = await self._store.list_models(
-            request.probe_set_id, page_size=check_page_size(request.page_size), page_token=request.page_token
+            request.probe_set_id, page_size=check_page_size(request.page_size), page_token=request.page_token,
+            partitions=list(request.partitions),
         )
         return pb.ListStoredModelsResponse(models=models, next_page_token=token)
 
@@ -142,7 +143,7 @@ class DescriptorStoreServicer(pb_grpc.DescriptorStoreServiceServicer):
         self, request: pb.WatchChangesRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchChangesResponse]:
         after = list(request.after_sequences) or ([request.after_sequence] if request.after_sequence else [])
-        async for change in self._store.watch(after):
+        async for change in self._store.watch(after, list(request.partitions)):
             yield pb.WatchChangesResponse(
                 sequence=change.sequence,
                 kind=_CHANGE_KINDS[change.kind],

@@ -18,6 +18,13 @@ class OrchestratorSettings(Settings):
     store_address: str = field(default="127.0.0.1:50054", metadata={"peer": True})
     #: One address per ranker shard, comma-separated.
     ranker_addresses: tuple[str, ...] = field(default=("127.0.0.1:50055",), metadata={"peer": True})
+    #: Ranker shards found through DNS instead (with ranker_shards): shard i's address is this
+    #: with {i} replaced by i, e.g. the pods of a StatefulSet behind its headless Service,
+    #: "probelog-ranker-{i}.probelog-ranker-headless.<namespace>.svc.cluster.local:50055". Any
+    #: gRPC target form: "dns://<server>:<port>/<name>:<port>" asks that DNS server.
+    ranker_dns: str = field(default="", metadata={"peer": True})
+    #: How many ranker shards ranker_dns names (0 when ranker_dns is not used).
+    ranker_shards: int = field(default=0, metadata={"peer": True})
     #: A probe-set .npz registered into the store at start (idempotent).
     probe_set_file: str = ""
     #: Probe-set id or name used when a request names none.

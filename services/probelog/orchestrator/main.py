@@ -6,6 +6,7 @@ import grpc
 
 from probelog.clip_encoder.client import ClipEncoderClient
 from probelog.common.background import load_names
+from probelog.common.errors import FailedPrecondition
 from probelog.common.health import HealthCheck, peer_check, service_name
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
@@ -45,6 +46,22 @@ async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEng
     return Built([SearchServicer(engine, settings.model_limits)], engine, closers, list(peers.checks))
 
 
+def ranker_addresses(settings: OrchestratorSettings) -> list[str]:
+    """The ranker shards' addresses: ``ranker_dns`` for each of ``ranker_shards`` ordinals when
+    set, else ``ranker_addresses``. gRPC resolves a name again when its connection fails, so a
+    shard that restarts at a new IP address is found again under its name."""
+    if not settings.ranker_dns and not settings.ranker_shards:
+        if not settings.ranker_addresses:
+            raise FailedPrecondition("no ranker: set ranker_addresses, or ranker_dns and ranker_shards")
+        return list(settings.ranker_addresses)
+    if settings.ranker_dns.count("{i}") != 1 or settings.ranker_shards < 1:
+        raise FailedPrecondition(
+            "ranker_dns needs one {i} (the shard's ordinal) and ranker_shards >= 1, got "
+            f"ranker_dns={settings.ranker_dns!r} and ranker_shards={settings.ranker_shards}"
+        )
+    return [settings.ranker_dns.replace("{i}", str(i)) for i in range(settings.ranker_shards)]
+
+
 def clients(settings: OrchestratorSettings) -> Peers:
     """gRPC clients of the four peers; a ranker of several shards is fanned out to and merged.
 
@@ -70,13 +87,13 @@ def clients(settings: OrchestratorSettings) -> Peers:
     )
     ranker_service = service_name(ranker_pb2, "RankerService")
     ranker: RankerClient | ShardedRanker
-    if len(settings.ranker_addresses) == 1:
-        address = settings.ranker_addresses[0]
-        ranker = RankerClient(channel(address, ranker_service, "ranker"), address)
+    addresses = ranker_addresses(settings)
+    if len(addresses) == 1:
+        ranker = RankerClient(channel(addresses[0], ranker_service, "ranker"), addresses[0])
     else:
         shards = [
             RankerClient(channel(a, None if settings.allow_partial else ranker_service, "ranker shard"), a)
-            for a in settings.ranker_addresses
+            for a in addresses
         ]
         ranker = ShardedRanker(shards, allow_partial=settings.allow_partial)
     closers = [client.close for client in (store, runner, encoder, ranker)]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import re
+
 from probelog.common.errors import FailedPrecondition
 from probelog.common.runtime import run
 from probelog.common.server import create_channel
@@ -12,9 +16,29 @@ from probelog.ranker.ranker import Ranker
 from probelog.ranker.servicer import RankerServicer
 
 
+def shard_ordinal(settings: RankerSettings, hostname: str) -> int:
+    """The shard index: the setting, else 0 for an unsharded ranker, else the ordinal ending
+    ``hostname`` (a StatefulSet names its pods ``<name>-<ordinal>``)."""
+    if settings.shard_index >= 0:
+        return settings.shard_index
+    if settings.shard_index != -1:
+        raise FailedPrecondition(f"shard index must be >= 0 (or -1: from the host name), got {settings.shard_index}")
+    if settings.shard_count == 1:
+        return 0
+    found = re.fullmatch(r".*-(\d+)", hostname)
+    if found is not None:
+        return int(found.group(1))
+    raise FailedPrecondition(
+        f"shard index is not set and the host name {hostname!r} does not end in -<ordinal>: "
+        "set --shard-index (PROBELOG_SHARD_INDEX) or run the shards as a StatefulSet"
+    )
+
+
 def check(settings: RankerSettings) -> None:
     if settings.index_dtype not in ("float16", "float32"):
         raise FailedPrecondition(f"index dtype must be float16 or float32, got {settings.index_dtype!r}")
+    if settings.shard_count < 1:
+        raise FailedPrecondition(f"shard count must be >= 1, got {settings.shard_count}")
     if not 0 <= settings.shard_index < settings.shard_count:
         raise FailedPrecondition(
             f"shard index {settings.shard_index} is outside [0, {settings.shard_count})"
@@ -25,6 +49,8 @@ def check(settings: RankerSettings) -> None:
 
 async def build(settings: RankerSettings, peers: Peers) -> Built[Ranker]:
     """The ranker, loaded from and following the store (its peer)."""
+    hostname = os.environ.get("HOSTNAME", "")
+    settings = dataclasses.replace(settings, shard_index=shard_ordinal(settings, hostname))
     check(settings)
     ranker = Ranker(
         need(peers.store, "descriptor store"),

@@ -1,13 +1,18 @@
 """The ranker: an in-memory index per probe set, kept in step with the descriptor store.
 
 At start it notes the store's current sequence number in each partition of its change feed,
-loads every model it owns, then follows every partition of the feed from those numbers, so a model indexed anywhere becomes searchable
-without a restart and a restarted ranker serves the current state. Re-applying a change is
+loads every model it owns, then follows the partitions it owns from those numbers, so a model
+indexed anywhere becomes searchable on its shard without a restart and a restarted ranker
+serves the current state. Re-applying a change is
 harmless (a put replaces, a delete of a missing model does nothing), which is what makes the
 snapshot-then-follow hand-over safe.
 
-A ranker can own a shard: the models whose id hashes into its range of a 32-bit space split
-into ``shard_count`` equal ranges; it loads the descriptors of those models only.
+A ranker can own a shard: shard ``i`` of ``N`` owns the partitions ``p`` of the store's feed
+with ``p mod N == i`` (:func:`owned_partitions`), so with the Redis store's 16 partitions and 4
+shards, shard 1 owns partitions 1, 5, 9 and 13. It lists, loads and follows those partitions only.
+``N`` is at most the store's partition count (16 on Redis, 1 for the file store); a larger one
+fails the start, as its shards ``16..N-1`` would own nothing. When ``N`` does not divide the
+partition count, the first ``16 mod N`` shards own one partition more than the others.
 
 With an index folder, the ranker writes its indexes there (one file per probe set, and a
 manifest naming the position in each partition of the store's feed they reflect) after every
@@ -64,12 +69,19 @@ _COMPACT_MIN_ROWS = 4096
 _INLINE_ZSCORE_VALUES = 1 << 16
 #: The file in an index folder naming the index files and the feed positions they reflect.
 MANIFEST = "ranker-index.json"
-_MANIFEST_FORMAT = "probelog-ranker-index/2"
+#: Format 3: shards own partitions of the feed (format 2: hash ranges of model ids).
+_MANIFEST_FORMAT = "probelog-ranker-index/3"
 
 
-def shard_of(model_id: str, shard_count: int) -> int:
-    """The shard that owns ``model_id``: its hash range among ``shard_count`` equal ranges."""
-    return hash_range_of(model_id, shard_count)
+def owned_partitions(shard_index: int, shard_count: int, n_partitions: int) -> list[int]:
+    """The partitions of the store's feed that shard ``shard_index`` of ``shard_count`` owns:
+    those with ``partition mod shard_count == shard_index``."""
+    return list(range(shard_index, n_partitions, shard_count))
+
+
+def shard_of(model_id: str, shard_count: int, n_partitions: int) -> int:
+    """The shard that owns ``model_id``: the owner of its partition among ``n_partitions``."""
+    return hash_range_of(model_id, n_partitions) % shard_count
 
 
 def _check_writable(folder: Path) -> None:
@@ -105,7 +117,8 @@ class Ranker:
     store : DescriptorStore or None
         Where models come from; None for a ranker over given indexes (:meth:`from_indexes`).
     shard_index, shard_count : int
-        This ranker owns the models with ``shard_of(model_id, shard_count) == shard_index``.
+        This ranker owns the partitions ``owned_partitions(shard_index, shard_count, n)`` of
+        the store's ``n`` and their models; ``shard_count`` is at most ``n``.
     values_dtype : numpy dtype
         Storage of the z-scored values in the index (float16 halves the bytes per query).
     batch_window_ms : float
@@ -137,7 +150,9 @@ class Ranker:
         self.values_dtype = np.dtype(values_dtype)
         self.indexes: dict[str, SparseLogitIndex] = {}
         self.index_dir = Path(index_dir) if index_dir else None
-        self._applied: list[int] = []  # per partition of the store's change feed
+        self._applied: list[int] = []  # per partition of the store's change feed; 0 where not owned
+        self._partitions: list[int] = []  # the partitions this ranker owns, known once started
+        self._n_partitions = 0  # the store's
         self._saved: list[int] | None = None  # the positions the index files reflect
         self._applied_changed = asyncio.Condition()
         self._follower: asyncio.Task[None] | None = None
@@ -160,7 +175,33 @@ class Ranker:
         return ranker
 
     def owns(self, model_id: str) -> bool:
-        return self.shard_count == 1 or shard_of(model_id, self.shard_count) == self.shard_index
+        if self.shard_count == 1:
+            return True
+        if not self._partitions:
+            raise FailedPrecondition("a sharded ranker knows its partitions once started")
+        return shard_of(model_id, self.shard_count, self._n_partitions) == self.shard_index
+
+    @property
+    def partitions(self) -> list[int]:
+        """The partitions of the store's feed this ranker owns (empty before start)."""
+        return list(self._partitions)
+
+    async def _own_partitions(self) -> None:
+        """Learn the store's partition count and the partitions this shard owns."""
+        n_partitions = len(await self.store.current_sequences())
+        if self.shard_count > n_partitions:
+            raise FailedPrecondition(
+                f"shard count {self.shard_count} is more than the store's {n_partitions} partitions "
+                f"(shards {n_partitions}..{self.shard_count - 1} would own nothing): "
+                f"use at most {n_partitions} ranker shards"
+            )
+        self._n_partitions = n_partitions
+        self._partitions = owned_partitions(self.shard_index, self.shard_count, n_partitions)
+
+    def _owned_positions(self, sequences: Sequence[int]) -> list[int]:
+        """``sequences`` in the partitions this ranker owns, 0 in the others (a sharded
+        ranker's position in a partition it does not follow means nothing)."""
+        return [s if p in self._partitions else 0 for p, s in enumerate(sequences)]
 
     # ------------------------------------------------------------------ keeping up with the store
 
@@ -169,6 +210,7 @@ class Ranker:
         if self._store is None:
             raise FailedPrecondition("this ranker has no descriptor store to load from")
         await self.warm_up()
+        await self._own_partitions()
         if self.index_dir is not None:
             _check_writable(self.index_dir)
         if not await self._load_files():
@@ -219,7 +261,9 @@ class Ranker:
         applied sequence becomes the store's current one even if that is lower, so callers
         waiting for a new change are not told it is searchable before it is."""
         store = self.store
-        sequences = await store.current_sequences()
+        sequences = self._owned_positions(await store.current_sequences())
+        # Only this shard's partitions are listed (all of them when unsharded).
+        listed = self._partitions if self.shard_count > 1 else []
         indexes: dict[str, SparseLogitIndex] = {}
         n_models = 0
         slots = asyncio.Semaphore(_LOAD_CONCURRENCY)
@@ -229,8 +273,7 @@ class Ranker:
                 await self._load_model(probe_set_id, model_id, indexes)
 
         for probe_set in await store.list_probe_sets():
-            async for infos in iter_models(store, probe_set.probe_set_id):
-                # Only this shard's models are fetched with their descriptors.
+            async for infos in iter_models(store, probe_set.probe_set_id, partitions=listed):
                 owned = [info.model_id for info in infos if self.owns(info.model_id)]
                 await asyncio.gather(*(load(probe_set.probe_set_id, m) for m in owned))
                 n_models += len(owned)
@@ -241,9 +284,9 @@ class Ranker:
             self._applied_changed.notify_all()
         self._loaded.set()
         logger.info(
-            "ranker shard %d/%d loaded %d models (%d logits) at sequence %d (%d partitions)",
+            "ranker shard %d/%d loaded %d models (%d logits) at sequence %d (partitions %s of %d)",
             self.shard_index, self.shard_count, n_models,
-            sum(i.stats().n_logits for i in indexes.values()), sum(sequences), len(sequences),
+            sum(i.stats().n_logits for i in indexes.values()), sum(sequences), self._partitions, len(sequences),
         )
         await self.save_index_files()
 
@@ -275,7 +318,7 @@ class Ranker:
         if not fits:
             logger.info("the index files in %s are of another shard or storage type; reloading", self.index_dir)
             return False
-        current = await self.store.current_sequences()
+        current = self._owned_positions(await self.store.current_sequences())
         if len(current) != len(sequences) or any(c < f for c, f in zip(current, sequences, strict=True)):
             logger.warning(
                 "the store is at sequences %s, behind the index files (%s) or partitioned otherwise: "
@@ -388,7 +431,8 @@ class Ranker:
             try:
                 # After a reset, follow again from the store's own sequence. aclosing: leaving
                 # the feed closes it at once, not whenever it is garbage collected.
-                async with contextlib.aclosing(self.store.watch(self._applied)) as feed:
+                watched = self._partitions if self.shard_count > 1 else []
+                async with contextlib.aclosing(self.store.watch(self._applied, watched)) as feed:
                     async for change in feed:
                         delay = 0.1
                         if not await self._apply(change):

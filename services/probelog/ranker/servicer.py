@@ -57,6 +57,7 @@ class RankerServicer(pb_grpc.RankerServiceServicer):
             applied_sequences=applied,
             shard_index=self._ranker.shard_index,
             shard_count=self._ranker.shard_count,
+            partitions=self._ranker.partitions,
         )
         index = self._ranker.indexes.get(request.probe_set_id) if request.probe_set_id else None
         if index is not None:

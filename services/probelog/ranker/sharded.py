@@ -1,8 +1,8 @@
 """A RankerPort over N ranker shards: fan out, merge the top-k, flag what is missing.
 
-Each shard owns the models whose id hashes into its range (:func:`probelog.ranker.ranker.shard_of`),
-so every model lives on exactly one shard and the global top-k is contained in the union of the
-shards' top-k. Merging by ``(score, model id, logit index)`` -- the order of one ranker over the
+Each shard owns some partitions of the store's feed and their models
+(:func:`probelog.ranker.ranker.owned_partitions`), so every model lives on exactly one shard and
+the global top-k is contained in the union of the shards' top-k. Merging by ``(score, model id, logit index)`` -- the order of one ranker over the
 whole hub, ties included -- gives exactly that ranker's result. With one hit per model, each
 shard already returns each of its models once, and models do not span shards.
 
@@ -162,11 +162,12 @@ class ShardedRanker:
         )
 
     async def applied_sequences(self, *, timeout: float | None = None) -> list[int]:
-        """Per partition of the store's feed, the lowest sequence every shard has applied (every
-        answering shard, when partial answers are allowed); empty while a shard has not loaded."""
+        """Per partition of the store's feed, the sequence its owner has applied: the largest
+        answer, as a shard reports 0 for the partitions it does not own (0 when the owner did
+        not answer and partial answers are allowed); empty while a shard has not loaded."""
         timeout = self.default_timeout_s if timeout is None else timeout
         calls = [asyncio.create_task(c.applied_sequences(timeout=timeout)) for c in self.clients]
         per_shard, _ = await self._fan_out(calls, timeout, "GetIndexStats")
         if not all(per_shard) or len({len(s) for s in per_shard}) != 1:
             return []
-        return [min(column) for column in zip(*per_shard, strict=True)]
+        return [max(column) for column in zip(*per_shard, strict=True)]

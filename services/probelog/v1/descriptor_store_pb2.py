@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from probelog.v1 import types_pb2 as probelog_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"probelog/v1/descriptor_store.proto\x12\x0bprobelog.v1\x1a\x17probelog/v1/types.proto\"[\n\x12PutProbeSetRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.probelog.v1.ProbeSetInfoH\x00\x12\x10\n\x06images\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"T\n\x13PutProbeSetResponse\x12,\n\tprobe_set\x18\x01 \x01(\x0b\x32\x19.probelog.v1.ProbeSetInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"*\n\x12GetProbeSetRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\"\\\n\x13GetProbeSetResponse\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.probelog.v1.ProbeSetInfoH\x00\x12\x10\n\x06images\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x1c\n\x1aListStoredProbeSetsRequest\"L\n\x1bListStoredProbeSetsResponse\x12-\n\nprobe_sets\x18\x01 \x03(\x0b\x32\x19.probelog.v1.ProbeSetInfo\"w\n\x1aPutModelDescriptorsRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.probelog.v1.ModelInfo\x12\x32\n\x0b\x64\x65scriptors\x18\x02 \x01(\x0b\x32\x1d.probelog.v1.LogitDescriptors\"/\n\x1bPutModelDescriptorsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"a\n\x1aGetModelDescriptorsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x1b\n\x13include_descriptors\x18\x03 \x01(\x08\"x\n\x1bGetModelDescriptorsResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.probelog.v1.ModelInfo\x12\x32\n\x0b\x64\x65scriptors\x18\x02 \x01(\x0b\x32\x1d.probelog.v1.LogitDescriptors\"V\n\x17ListStoredModelsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x18ListStoredModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.probelog.v1.ModelInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x1d\x44\x65leteModelDescriptorsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"2\n\x1e\x44\x65leteModelDescriptorsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"F\n\x13WatchChangesRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\x17\n\x0f\x61\x66ter_sequences\x18\x02 \x03(\x04\"\x8a\x01\n\x14WatchChangesResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.probelog.v1.ChangeKind\x12\x14\n\x0cprobe_set_id\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\r\"\x17\n\x15GetStoreStatusRequest\"N\n\x16GetStoreStatusResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x11\n\tsequences\x18\x03 \x03(\x04*m\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43HANGE_KIND_PUT\x10\x01\x12\x16\n\x12\x43HANGE_KIND_DELETE\x10\x02\x12\x15\n\x11\x43HANGE_KIND_RESET\x10\x03\x32\x84\x07\n\x16\x44\x65scriptorStoreService\x12R\n\x0bPutProbeSet\x12\x1f.probelog.v1.PutProbeSetRequest\x1a .probelog.v1.PutProbeSetResponse(\x01\x12R\n\x0bGetProbeSet\x12\x1f.probelog.v1.GetProbeSetRequest\x1a .probelog.v1.GetProbeSetResponse0\x01\x12h\n\x13ListStoredProbeSets\x12\'.probelog.v1.ListStoredProbeSetsRequest\x1a(.probelog.v1.ListStoredProbeSetsResponse\x12h\n\x13PutModelDescriptors\x12\'.probelog.v1.PutModelDescriptorsRequest\x1a(.probelog.v1.PutModelDescriptorsResponse\x12h\n\x13GetModelDescriptors\x12\'.probelog.v1.GetModelDescriptorsRequest\x1a(.probelog.v1.GetModelDescriptorsResponse\x12_\n\x10ListStoredModels\x12$.probelog.v1.ListStoredModelsRequest\x1a%.probelog.v1.ListStoredModelsResponse\x12q\n\x16\x44\x65leteModelDescriptors\x12*.probelog.v1.DeleteModelDescriptorsRequest\x1a+.probelog.v1.DeleteModelDescriptorsResponse\x12U\n\x0cWatchChanges\x12 .probelog.v1.WatchChangesRequest\x1a!.probelog.v1.WatchChangesResponse0\x01\x12Y\n\x0eGetStoreStatus\x12\".probelog.v1.GetStoreStatusRequest\x1a#.probelog.v1.GetStoreStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"probelog/v1/descriptor_store.proto\x12\x0bprobelog.v1\x1a\x17probelog/v1/types.proto\"[\n\x12PutProbeSetRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.probelog.v1.ProbeSetInfoH\x00\x12\x10\n\x06images\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"T\n\x13PutProbeSetResponse\x12,\n\tprobe_set\x18\x01 \x01(\x0b\x32\x19.probelog.v1.ProbeSetInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"*\n\x12GetProbeSetRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\"\\\n\x13GetProbeSetResponse\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.probelog.v1.ProbeSetInfoH\x00\x12\x10\n\x06images\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x1c\n\x1aListStoredProbeSetsRequest\"L\n\x1bListStoredProbeSetsResponse\x12-\n\nprobe_sets\x18\x01 \x03(\x0b\x32\x19.probelog.v1.ProbeSetInfo\"w\n\x1aPutModelDescriptorsRequest\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.probelog.v1.ModelInfo\x12\x32\n\x0b\x64\x65scriptors\x18\x02 \x01(\x0b\x32\x1d.probelog.v1.LogitDescriptors\"/\n\x1bPutModelDescriptorsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"a\n\x1aGetModelDescriptorsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x1b\n\x13include_descriptors\x18\x03 \x01(\x08\"x\n\x1bGetModelDescriptorsResponse\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.probelog.v1.ModelInfo\x12\x32\n\x0b\x64\x65scriptors\x18\x02 \x01(\x0b\x32\x1d.probelog.v1.LogitDescriptors\"j\n\x17ListStoredModelsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x12\n\npartitions\x18\x04 \x03(\r\"[\n\x18ListStoredModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.probelog.v1.ModelInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"G\n\x1d\x44\x65leteModelDescriptorsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\"2\n\x1e\x44\x65leteModelDescriptorsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"Z\n\x13WatchChangesRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\x17\n\x0f\x61\x66ter_sequences\x18\x02 \x03(\x04\x12\x12\n\npartitions\x18\x03 \x03(\r\"\x8a\x01\n\x14WatchChangesResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12%\n\x04kind\x18\x02 \x01(\x0e\x32\x17.probelog.v1.ChangeKind\x12\x14\n\x0cprobe_set_id\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\r\"\x17\n\x15GetStoreStatusRequest\"N\n\x16GetStoreStatusResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x11\n\tsequences\x18\x03 \x03(\x04*m\n\nChangeKind\x12\x1b\n\x17\x43HANGE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43HANGE_KIND_PUT\x10\x01\x12\x16\n\x12\x43HANGE_KIND_DELETE\x10\x02\x12\x15\n\x11\x43HANGE_KIND_RESET\x10\x03\x32\x84\x07\n\x16\x44\x65scriptorStoreService\x12R\n\x0bPutProbeSet\x12\x1f.probelog.v1.PutProbeSetRequest\x1a .probelog.v1.PutProbeSetResponse(\x01\x12R\n\x0bGetProbeSet\x12\x1f.probelog.v1.GetProbeSetRequest\x1a .probelog.v1.GetProbeSetResponse0\x01\x12h\n\x13ListStoredProbeSets\x12\'.probelog.v1.ListStoredProbeSetsRequest\x1a(.probelog.v1.ListStoredProbeSetsResponse\x12h\n\x13PutModelDescriptors\x12\'.probelog.v1.PutModelDescriptorsRequest\x1a(.probelog.v1.PutModelDescriptorsResponse\x12h\n\x13GetModelDescriptors\x12\'.probelog.v1.GetModelDescriptorsRequest\x1a(.probelog.v1.GetModelDescriptorsResponse\x12_\n\x10ListStoredModels\x12$.probelog.v1.ListStoredModelsRequest\x1a%.probelog.v1.ListStoredModelsResponse\x12q\n\x16\x44\x65leteModelDescriptors\x12*.probelog.v1.DeleteModelDescriptorsRequest\x1a+.probelog.v1.DeleteModelDescriptorsResponse\x12U\n\x0cWatchChanges\x12 .probelog.v1.WatchChangesRequest\x1a!.probelog.v1.WatchChangesResponse0\x01\x12Y\n\x0eGetStoreStatus\x12\".probelog.v1.GetStoreStatusRequest\x1a#.probelog.v1.GetStoreStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'probelog.v1.descriptor_store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANGEKIND']._serialized_start=1516
-  _globals['_CHANGEKIND']._serialized_end=1625
+  _globals['_CHANGEKIND']._serialized_start=1556
+  _globals['_CHANGEKIND']._serialized_end=1665
   _globals['_PUTPROBESETREQUEST']._serialized_start=76
   _globals['_PUTPROBESETREQUEST']._serialized_end=167
   _globals['_PUTPROBESETRESPONSE']._serialized_start=169
@@ -55,21 +55,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELDESCRIPTORSRESPONSE']._serialized_start=770
   _globals['_GETMODELDESCRIPTORSRESPONSE']._serialized_end=890
   _globals['_LISTSTOREDMODELSREQUEST']._serialized_start=892
-  _globals['_LISTSTOREDMODELSREQUEST']._serialized_end=978
-  _globals['_LISTSTOREDMODELSRESPONSE']._serialized_start=980
-  _globals['_LISTSTOREDMODELSRESPONSE']._serialized_end=1071
-  _globals['_DELETEMODELDESCRIPTORSREQUEST']._serialized_start=1073
-  _globals['_DELETEMODELDESCRIPTORSREQUEST']._serialized_end=1144
-  _globals['_DELETEMODELDESCRIPTORSRESPONSE']._serialized_start=1146
-  _globals['_DELETEMODELDESCRIPTORSRESPONSE']._serialized_end=1196
-  _globals['_WATCHCHANGESREQUEST']._serialized_start=1198
-  _globals['_WATCHCHANGESREQUEST']._serialized_end=1268
-  _globals['_WATCHCHANGESRESPONSE']._serialized_start=1271
-  _globals['_WATCHCHANGESRESPONSE']._serialized_end=1409
-  _globals['_GETSTORESTATUSREQUEST']._serialized_start=1411
-  _globals['_GETSTORESTATUSREQUEST']._serialized_end=1434
-  _globals['_GETSTORESTATUSRESPONSE']._serialized_start=1436
-  _globals['_GETSTORESTATUSRESPONSE']._serialized_end=1514
-  _globals['_DESCRIPTORSTORESERVICE']._serialized_start=1628
-  _globals['_DESCRIPTORSTORESERVICE']._serialized_end=2528
+  _globals['_LISTSTOREDMODELSREQUEST']._serialized_end=998
+  _globals['_LISTSTOREDMODELSRESPONSE']._serialized_start=1000
+  _globals['_LISTSTOREDMODELSRESPONSE']._serialized_end=1091
+  _globals['_DELETEMODELDESCRIPTORSREQUEST']._serialized_start=1093
+  _globals['_DELETEMODELDESCRIPTORSREQUEST']._serialized_end=1164
+  _globals['_DELETEMODELDESCRIPTORSRESPONSE']._serialized_start=1166
+  _globals['_DELETEMODELDESCRIPTORSRESPONSE']._serialized_end=1216
+  _globals['_WATCHCHANGESREQUEST']._serialized_start=1218
+  _globals['_WATCHCHANGESREQUEST']._serialized_end=1308
+  _globals['_WATCHCHANGESRESPONSE']._serialized_start=1311
+  _globals['_WATCHCHANGESRESPONSE']._serialized_end=1449
+  _globals['_GETSTORESTATUSREQUEST']._serialized_start=1451
+  _globals['_GETSTORESTATUSREQUEST']._serialized_end=1474
+  _globals['_GETSTORESTATUSRESPONSE']._serialized_start=1476
+  _globals['_GETSTORESTATUSRESPONSE']._serialized_end=1554
+  _globals['_DESCRIPTORSTORESERVICE']._serialized_start=1668
+  _globals['_DESCRIPTORSTORESERVICE']._serialized_end=2568
 # @@protoc_insertion_point(module_scope)

@@ -92,14 +92,16 @@ class GetModelDescriptorsResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[_types_pb2.ModelInfo, _Mapping]] = ..., descriptors: _Optional[_Union[_types_pb2.LogitDescriptors, _Mapping]] = ...) -> None: ...
 
 class ListStoredModelsRequest(_message.Message):
-    __slots__ = ("probe_set_id", "page_size", "page_token")
+    __slots__ = ("probe_set_id", "page_size", "page_token", "partitions")
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     probe_set_id: str
     page_size: int
     page_token: str
-    def __init__(self, probe_set_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, probe_set_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ListStoredModelsResponse(_message.Message):
     __slots__ = ("models", "next_page_token")
@@ -124,12 +126,14 @@ class DeleteModelDescriptorsResponse(_message.Message):
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class WatchChangesRequest(_message.Message):
-    __slots__ = ("after_sequence", "after_sequences")
+    __slots__ = ("after_sequence", "after_sequences", "partitions")
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     after_sequence: int
     after_sequences: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, after_sequence: _Optional[int] = ..., after_sequences: _Optional[_Iterable[int]] = ...) -> None: ...
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, after_sequence: _Optional[int] = ..., after_sequences: _Optional[_Iterable[int]] = ..., partitions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class WatchChangesResponse(_message.Message):
     __slots__ = ("sequence", "kind", "probe_set_id", "model_id", "partition")

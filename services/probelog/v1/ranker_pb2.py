@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from probelog.v1 import types_pb2 as probelog_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18probelog/v1/ranker.proto\x12\x0bprobelog.v1\x1a\x17probelog/v1/types.proto\"\xc1\x01\n\x0bRankRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12(\n\x07queries\x18\x02 \x03(\x0b\x32\x17.probelog.v1.Descriptor\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x19\n\x11one_hit_per_model\x18\x04 \x01(\x08\x12\x19\n\x11include_model_ids\x18\x05 \x03(\t\x12\x19\n\x11\x65xclude_model_ids\x18\x06 \x03(\t\x12\x12\n\nnormalized\x18\x07 \x01(\x08\"\xad\x01\n\x0cRankResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.probelog.v1.QueryHits\x12\x19\n\x11n_logits_searched\x18\x02 \x01(\x04\x12\x19\n\x11n_models_searched\x18\x03 \x01(\r\x12\x0f\n\x07partial\x18\x04 \x01(\x08\x12\x17\n\x0fshards_answered\x18\x05 \x01(\r\x12\x14\n\x0cshards_total\x18\x06 \x01(\r\",\n\x14GetIndexStatsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\"\xe2\x01\n\x15GetIndexStatsResponse\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x10\n\x08n_logits\x18\x02 \x01(\x04\x12\x10\n\x08n_models\x18\x03 \x01(\r\x12\x10\n\x08n_probes\x18\x04 \x01(\r\x12\t\n\x01r\x18\x05 \x01(\r\x12\x13\n\x0bindex_bytes\x18\x06 \x01(\x04\x12\x18\n\x10\x61pplied_sequence\x18\x07 \x01(\x04\x12\x13\n\x0bshard_index\x18\x08 \x01(\r\x12\x13\n\x0bshard_count\x18\t \x01(\r\x12\x19\n\x11\x61pplied_sequences\x18\n \x03(\x04\x32\xa4\x01\n\rRankerService\x12;\n\x04Rank\x12\x18.probelog.v1.RankRequest\x1a\x19.probelog.v1.RankResponse\x12V\n\rGetIndexStats\x12!.probelog.v1.GetIndexStatsRequest\x1a\".probelog.v1.GetIndexStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18probelog/v1/ranker.proto\x12\x0bprobelog.v1\x1a\x17probelog/v1/types.proto\"\xc1\x01\n\x0bRankRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12(\n\x07queries\x18\x02 \x03(\x0b\x32\x17.probelog.v1.Descriptor\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x19\n\x11one_hit_per_model\x18\x04 \x01(\x08\x12\x19\n\x11include_model_ids\x18\x05 \x03(\t\x12\x19\n\x11\x65xclude_model_ids\x18\x06 \x03(\t\x12\x12\n\nnormalized\x18\x07 \x01(\x08\"\xad\x01\n\x0cRankResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.probelog.v1.QueryHits\x12\x19\n\x11n_logits_searched\x18\x02 \x01(\x04\x12\x19\n\x11n_models_searched\x18\x03 \x01(\r\x12\x0f\n\x07partial\x18\x04 \x01(\x08\x12\x17\n\x0fshards_answered\x18\x05 \x01(\r\x12\x14\n\x0cshards_total\x18\x06 \x01(\r\",\n\x14GetIndexStatsRequest\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\"\xf6\x01\n\x15GetIndexStatsResponse\x12\x14\n\x0cprobe_set_id\x18\x01 \x01(\t\x12\x10\n\x08n_logits\x18\x02 \x01(\x04\x12\x10\n\x08n_models\x18\x03 \x01(\r\x12\x10\n\x08n_probes\x18\x04 \x01(\r\x12\t\n\x01r\x18\x05 \x01(\r\x12\x13\n\x0bindex_bytes\x18\x06 \x01(\x04\x12\x18\n\x10\x61pplied_sequence\x18\x07 \x01(\x04\x12\x13\n\x0bshard_index\x18\x08 \x01(\r\x12\x13\n\x0bshard_count\x18\t \x01(\r\x12\x19\n\x11\x61pplied_sequences\x18\n \x03(\x04\x12\x12\n\npartitions\x18\x0b \x03(\r2\xa4\x01\n\rRankerService\x12;\n\x04Rank\x12\x18.probelog.v1.RankRequest\x1a\x19.probelog.v1.RankResponse\x12V\n\rGetIndexStats\x12!.probelog.v1.GetIndexStatsRequest\x1a\".probelog.v1.GetIndexStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,7 +39,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETINDEXSTATSREQUEST']._serialized_start=438
   _globals['_GETINDEXSTATSREQUEST']._serialized_end=482
   _globals['_GETINDEXSTATSRESPONSE']._serialized_start=485
-  _globals['_GETINDEXSTATSRESPONSE']._serialized_end=711
-  _globals['_RANKERSERVICE']._serialized_start=714
-  _globals['_RANKERSERVICE']._serialized_end=878
+  _globals['_GETINDEXSTATSRESPONSE']._serialized_end=731
+  _globals['_RANKERSERVICE']._serialized_start=734
+  _globals['_RANKERSERVICE']._serialized_end=898
 # @@protoc_insertion_point(module_scope)

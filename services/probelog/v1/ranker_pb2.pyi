@@ -48,7 +48,7 @@ class GetIndexStatsRequest(_message.Message):
     def __init__(self, probe_set_id: _Optional[str] = ...) -> None: ...
 
 class GetIndexStatsResponse(_message.Message):
-    __slots__ = ("probe_set_id", "n_logits", "n_models", "n_probes", "r", "index_bytes", "applied_sequence", "shard_index", "shard_count", "applied_sequences")
+    __slots__ = ("probe_set_id", "n_logits", "n_models", "n_probes", "r", "index_bytes", "applied_sequence", "shard_index", "shard_count", "applied_sequences", "partitions")
     PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
     N_LOGITS_FIELD_NUMBER: _ClassVar[int]
     N_MODELS_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class GetIndexStatsResponse(_message.Message):
     SHARD_INDEX_FIELD_NUMBER: _ClassVar[int]
     SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     probe_set_id: str
     n_logits: int
     n_models: int
@@ -69,4 +70,5 @@ class GetIndexStatsResponse(_message.Message):
     shard_index: int
     shard_count: int
     applied_sequences: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, probe_set_id: _Optional[str] = ..., n_logits: _Optional[int] = ..., n_models: _Optional[int] = ..., n_probes: _Optional[int] = ..., r: _Optional[int] = ..., index_bytes: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., shard_index: _Optional[int] = ..., shard_count: _Optional[int] = ..., applied_sequences: _Optional[_Iterable[int]] = ...) -> None: ...
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, probe_set_id: _Optional[str] = ..., n_logits: _Optional[int] = ..., n_models: _Optional[int] = ..., n_probes: _Optional[int] = ..., r: _Optional[int] = ..., index_bytes: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., shard_index: _Optional[int] = ..., shard_count: _Optional[int] = ..., applied_sequences: _Optional[_Iterable[int]] = ..., partitions: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -1,6 +1,6 @@
 """A ranker with an index folder: it writes its indexes there, and a restart maps them and
 follows the store's changes from the sequence they reflect, answering exactly like a ranker
-loaded from the store. Files that do not fit (another shard, a store that lost its data, a
+loaded from the store. Files that do not fit (another storage type, a store that lost its data, a
 damaged manifest) are ignored and rewritten. A real file-backed descriptor store throughout."""
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ async def filled_store(root, n_models=8):
 
 
 async def started(store, **kwargs):
-    ranker = Ranker(store, values_dtype=np.float32, batch_window_ms=0, **kwargs)
+    kwargs.setdefault("values_dtype", np.float32)
+    ranker = Ranker(store, batch_window_ms=0, **kwargs)
     await ranker.start()
     return ranker
 
@@ -86,15 +87,15 @@ async def test_files_that_do_not_fit_are_ignored_and_rewritten(tmp_path, caplog)
     store, ps_id = await filled_store(tmp_path / "store")
     folder = tmp_path / "index"
     await (await started(store, index_dir=folder)).stop()
-    # Another shard layout: not these files.
-    shard = await started(store, index_dir=folder, shard_index=0, shard_count=2)
-    assert not mapped(shard, ps_id)
-    await shard.stop()
-    assert json.loads((folder / MANIFEST).read_text())["shard_count"] == 2
+    # Another storage type: not these files.
+    other_type = await started(store, index_dir=folder, values_dtype=np.float16)
+    assert not mapped(other_type, ps_id)
+    await other_type.stop()
+    assert json.loads((folder / MANIFEST).read_text())["values_dtype"] == "float16"
     # A store that lost its data (a new, shorter history) is behind the files.
     other, other_ps = await filled_store(tmp_path / "other", n_models=2)
     assert other_ps == ps_id  # same probe images, same id
-    ranker = await started(other, index_dir=folder, shard_index=0, shard_count=2)
+    ranker = await started(other, index_dir=folder, values_dtype=np.float16)
     try:
         assert not mapped(ranker, ps_id)
         assert sorted(ranker.indexes[ps_id].model_ids()) == sorted(
@@ -105,7 +106,7 @@ async def test_files_that_do_not_fit_are_ignored_and_rewritten(tmp_path, caplog)
         await ranker.stop()
     # A damaged manifest.
     (folder / MANIFEST).write_text("{not json")
-    ranker = await started(other, index_dir=folder, shard_index=0, shard_count=2)
+    ranker = await started(other, index_dir=folder, values_dtype=np.float16)
     try:
         assert not mapped(ranker, ps_id)
         assert "unreadable manifest" in caplog.text

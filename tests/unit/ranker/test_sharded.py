@@ -14,14 +14,17 @@ from probelog.v1 import types_pb2
 from tests.unit.ranker.support import N_PROBES, PROBE_SET, hub, index_of, queries
 
 N_SHARDS = 3
+#: Partitions of the store's feed the in-process shards split: shard i owns p with p mod 3 == i.
+N_PARTITIONS = 16
 
 
 class InProcessShard:
     """A shard client backed by a Ranker in this process."""
 
-    def __init__(self, ranker: Ranker, address: str, sequence: int = 7) -> None:
+    def __init__(self, ranker: Ranker, address: str, index: int, sequence: int = 7) -> None:
         self.ranker = ranker
         self.address = address
+        self.index = index
         self.sequence = sequence
         self.closed = False
 
@@ -29,7 +32,8 @@ class InProcessShard:
         return await self.ranker.rank(*args, **kwargs)
 
     async def applied_sequences(self, *, timeout=None):
-        return [self.sequence, 2 * self.sequence]
+        # Of a feed of two partitions: its position in the one it owns, 0 in the other.
+        return [(p + 1) * self.sequence if p % N_SHARDS == self.index else 0 for p in range(2)]
 
     async def close(self):
         self.closed = True
@@ -57,9 +61,11 @@ def shards(models, kinds=(InProcessShard,) * N_SHARDS):
     return [
         kind(
             Ranker.from_indexes(
-                {PROBE_SET: index_of(models, lambda m, i=i: shard_of(m, N_SHARDS) == i)}, batch_window_ms=0
+                {PROBE_SET: index_of(models, lambda m, i=i: shard_of(m, N_SHARDS, N_PARTITIONS) == i)},
+                batch_window_ms=0,
             ),
             f"shard-{i}:50055",
+            i,
             sequence=10 + i,
         )
         for i, kind in enumerate(kinds)
@@ -94,7 +100,8 @@ async def test_merged_shards_equal_one_ranker_for_random_queries(models):
     # The twins tie exactly with their originals; the merge keeps one ranker's order for them.
     twins = [h for h in (await sharded.rank(PROBE_SET, queries(1, 1), 500)).hits[0] if h.model_id.startswith("twin")]
     assert twins
-    assert await sharded.applied_sequences() == [10, 20]
+    # Each partition's position is its owner's: shard 0's 10 in partition 0, shard 1's 2 * 11.
+    assert await sharded.applied_sequences() == [10, 22]
     await sharded.close()
     assert all(p.closed for p in parts)
 
@@ -107,14 +114,15 @@ async def test_a_missing_shard_gives_a_flagged_partial_result_or_unavailable(mod
     assert partial.missing_shards and partial.missing_shards[0].startswith("shard-1:50055")
     assert "shard-1:50055" in caplog.text
     # What answered is exactly one ranker over the answering shards' models.
-    live = {m: v for m, v in models.items() if shard_of(m, N_SHARDS) != 1}
+    live = {m: v for m, v in models.items() if shard_of(m, N_SHARDS, N_PARTITIONS) != 1}
     want = await Ranker.from_indexes({PROBE_SET: index_of(live)}, batch_window_ms=0).rank(PROBE_SET, qs, 20)
     assert listing(partial) == listing(want)
     with pytest.raises(Unavailable, match="shard-1:50055"):
         await ShardedRanker(parts).rank(PROBE_SET, qs, 20)
     with pytest.raises(Unavailable, match="shard-1:50055"):
         await ShardedRanker(parts).applied_sequences()
-    assert await ShardedRanker(parts, allow_partial=True).applied_sequences() == [10, 20]
+    # Partition 1's owner did not answer: nothing there is known to be applied.
+    assert await ShardedRanker(parts, allow_partial=True).applied_sequences() == [10, 0]
     with pytest.raises(Unavailable, match="3 of 3"):
         await ShardedRanker(shards(models, (DownShard,) * 3), allow_partial=True).rank(PROBE_SET, qs, 5)
 
