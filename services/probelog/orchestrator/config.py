@@ -31,6 +31,19 @@ class OrchestratorSettings(Settings):
     #: Index every model that appears in the runner's repository.
     auto_index: bool = False
     auto_index_interval_s: float = 10.0
+    #: The bulk-indexing work queue: "redis://..." or "rediss://..." (a Redis Stream), usually the
+    #: store's Redis. Empty: no queue; `index --all` and the auto-indexer index one model at a time.
+    index_queue_url: str = ""
+    #: The queue URL names one node of a Redis Cluster.
+    index_queue_cluster: bool = False
+    #: Keys are "{<prefix>:index}:...".
+    index_queue_prefix: str = "probelog"
+    #: Indexing workers this process runs on the queue (0: it only queues work).
+    index_workers: int = 0
+    #: A claimed model whose worker went silent this long is taken over by another worker.
+    index_claim_timeout_s: float = 60.0
+    #: Claims of one model before it fails for good.
+    index_max_attempts: int = 3
     #: A missing ranker shard gives a partial result flagged as such (else UNAVAILABLE).
     allow_partial: bool = False
     #: Limits on what IndexModel stores with a model (INVALID_ARGUMENT beyond them).
