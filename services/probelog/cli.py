@@ -62,6 +62,7 @@ def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, 
 
     return {
         "orchestrator": (orchestrator_config.OrchestratorSettings, orchestrator_main.serve),
+        "indexer": (orchestrator_config.IndexerSettings, orchestrator_main.serve),
         "probe-runner": (runner_config.RunnerSettings, runner_main.serve),
         "clip-encoder": (encoder_config.EncoderSettings, encoder_main.serve),
         "descriptor-store": (store_config.StoreSettings, store_main.serve),
@@ -79,9 +80,10 @@ async def _serve_web(settings: Any, ready_file: str = "") -> None:
     await web_main.serve(settings, ready_file=ready_file)
 
 
-SERVICE_NAMES = ("orchestrator", "probe-runner", "clip-encoder", "descriptor-store", "ranker", "web")
+SERVICE_NAMES = ("orchestrator", "indexer", "probe-runner", "clip-encoder", "descriptor-store", "ranker", "web")
 DEFAULT_PORTS = {
     "orchestrator": 50051,
+    "indexer": 50051,
     "probe-runner": 50052,
     "clip-encoder": 50053,
     "descriptor-store": 50054,

@@ -26,6 +26,7 @@ Extra params:
   configChecksum  sha256 of the service's ConfigMap (checksum/config annotation)
   env             list of EnvVar added to the container (secrets, shard index)
   mountData       mount the read-only data volume at /data
+  scaledExternally  leave `replicas` out (an autoscaler outside the chart's HPA owns it)
   volumes         extra volumes; volumeMounts: their mounts
 */}}
 {{- define "probelog.grpcDeployment" -}}
@@ -47,7 +48,7 @@ metadata:
     {{ $key }}: {{ $value | quote }}
     {{- end }}
 spec:
-  {{- if not (dig "autoscaling" "enabled" false $v) }}
+  {{- if not (or (dig "autoscaling" "enabled" false $v) .scaledExternally) }}
   replicas: {{ $v.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5
@@ -341,7 +342,11 @@ spec:
       {{- include "probelog.selectorLabels" . | nindent 6 }}
   policyTypes:
     - Ingress
+  {{- if not (or .ports (and .metrics .root.Values.metrics.enabled .root.Values.metrics.networkPolicyFrom) .extraIngress) }}
+  ingress: []
+  {{- else }}
   ingress:
+    {{- if .ports }}
     - ports:
         {{- range .ports }}
         - port: {{ . }}
@@ -360,6 +365,7 @@ spec:
               {{- include "probelog.selectorLabels" (dict "root" $ctx.root "component" .) | nindent 14 }}
         {{- end }}
       {{- end }}
+    {{- end }}
     {{- if and .metrics .root.Values.metrics.enabled .root.Values.metrics.networkPolicyFrom }}
     - ports:
         - port: {{ .root.Values.metrics.port }}
@@ -370,4 +376,5 @@ spec:
     {{- with .extraIngress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- end }}
 {{- end -}}

@@ -34,6 +34,11 @@ class OrchestratorSettings(Settings):
     #: The bulk-indexing work queue: "redis://..." or "rediss://..." (a Redis Stream), usually the
     #: store's Redis. Empty: no queue; `index --all` and the auto-indexer index one model at a time.
     index_queue_url: str = ""
+    #: The queue's Redis ACL user and password (kept out of the URL, e.g. from a Secret).
+    index_queue_username: str = ""
+    index_queue_password: str = ""
+    #: CA certificate that signs a "rediss://" queue server's certificate (else the system's).
+    index_queue_tls_ca_file: str = ""
     #: The queue URL names one node of a Redis Cluster.
     index_queue_cluster: bool = False
     #: Keys are "{<prefix>:index}:...".
@@ -65,3 +70,10 @@ class OrchestratorSettings(Settings):
             max_metadata_key_chars=self.max_metadata_key_chars,
             max_metadata_value_chars=self.max_metadata_value_chars,
         )
+
+
+@dataclass(frozen=True)
+class IndexerSettings(OrchestratorSettings):
+    """`probelog serve indexer`: an orchestrator that runs indexing workers on the work queue."""
+
+    index_workers: int = 1

@@ -68,7 +68,9 @@ async def open_queue(settings: OrchestratorSettings) -> IndexQueue | None:
         raise FailedPrecondition(f"unsupported index queue URL {url!r}: use redis:// or rediss://")
     try:
         queue = IndexQueue.from_url(
-            url, cluster=settings.index_queue_cluster, prefix=settings.index_queue_prefix,
+            url, cluster=settings.index_queue_cluster, username=settings.index_queue_username,
+            password=settings.index_queue_password, tls_ca_file=settings.index_queue_tls_ca_file,
+            prefix=settings.index_queue_prefix,
             claim_timeout_s=settings.index_claim_timeout_s, max_attempts=settings.index_max_attempts,
         )
     except ValueError as exc:

@@ -135,8 +135,15 @@ class IndexQueue:
         self.errors = f"{tag}:errors"
 
     @classmethod
-    def from_url(cls, url: str, *, cluster: bool = False, **kwargs: Any) -> IndexQueue:
-        client = RedisCluster.from_url(url) if cluster else aioredis.from_url(url)
+    def from_url(
+        cls, url: str, *, cluster: bool = False, username: str = "", password: str = "", tls_ca_file: str = "",
+        **kwargs: Any,
+    ) -> IndexQueue:
+        """A queue on the Redis ``url`` names; credentials and the CA file only when given."""
+        tls = url.startswith("rediss://")
+        options = {"username": username, "password": password, "ssl_ca_certs": tls_ca_file if tls else ""}
+        options = {k: v for k, v in options.items() if v}
+        client = RedisCluster.from_url(url, **options) if cluster else aioredis.from_url(url, **options)
         return cls(client, **kwargs)
 
     async def open(self) -> None:
@@ -192,7 +199,7 @@ class IndexQueue:
         if max_failures:
             names = names[:max_failures]
         reasons = await self.client.hmget(self.errors, names) if names else []
-        failures = {n: _text(r) if r is not None else "" for n, r in zip(names, reasons)}
+        failures = {n: _text(r) if r is not None else "" for n, r in zip(names, reasons, strict=True)}
         return Progress(queued, running, done, failed, failures)
 
     async def claim(self, consumer: str, block_ms: int = CLAIM_BLOCK_MS) -> Job | None:
