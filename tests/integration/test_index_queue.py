@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 
@@ -54,14 +55,14 @@ def fresh_queue(stack):
 
 
 def worker(stack: DevStack, name: str, *extra: str, runner: str = "") -> ServiceProcess:
-    """An orchestrator process running one indexing worker on the stack's queue."""
+    """A `probelog serve indexer` process: one indexing worker on the stack's queue."""
     services = stack.services
     process = ServiceProcess(name, [
-        "orchestrator", *stack.spec.orchestrator_flags, "--store-address", services["descriptor-store"].address,
+        "indexer", *stack.spec.orchestrator_flags, "--store-address", services["descriptor-store"].address,
         "--runner-address", runner or services["probe-runner"].address,
         "--encoder-address", services["clip-encoder"].address,
         "--ranker-addresses", services["ranker"].address,
-        "--index-queue-url", stack.redis.url, "--index-workers", "1",
+        "--index-queue-url", stack.redis.url,
         "--index-claim-timeout-s", str(CLAIM_TIMEOUT_S), *extra,
     ], free_port(), stack.spec.workdir)
     process.launch()
@@ -181,7 +182,32 @@ def test_failed_model_is_listed_and_retried(stack, tiny_world, fresh_queue):
         assert asyncio.run(indexed_ids(stack.address)) == ["late-upload"]
     finally:
         assert survivor.stop() == 0
-        (stack.repository / "late-upload" / "config.pbtxt").unlink(missing_ok=True)
+        shutil.rmtree(stack.repository / "late-upload", ignore_errors=True)
+
+
+def test_auto_indexer_queues_the_models_it_finds(stack, tiny_world, fresh_queue):
+    services = stack.services
+    auto = ServiceProcess("orchestrator-auto", [
+        "orchestrator", *stack.spec.orchestrator_flags, "--store-address", services["descriptor-store"].address,
+        "--runner-address", services["probe-runner"].address, "--encoder-address", services["clip-encoder"].address,
+        "--ranker-addresses", services["ranker"].address, "--index-queue-url", stack.redis.url,
+        "--auto-index", "--auto-index-interval-s", "0.5",
+    ], free_port(), stack.spec.workdir)
+    auto.launch()
+    survivor = None
+    try:
+        auto.wait_ready()
+        survivor = worker(stack, "worker-a")
+        names = hub_names(tiny_world)
+        progress = asyncio.run(wait_for(auto.address, lambda p: p.done == len(names), "auto-indexed", survivor))
+        assert (progress.queued, progress.running, progress.failed) == (0, 0, 0)
+        assert asyncio.run(indexed_ids(stack.address)) == names
+        assert f"auto-index round: {len(names)} new models queued" in auto.output(), auto.output()[-3000:]
+        assert "indexed hub-" in survivor.output()
+    finally:
+        assert auto.stop() == 0
+        if survivor is not None:
+            assert survivor.stop() == 0
 
 
 def test_queue_rpcs_without_a_queue_and_bad_input(stack):
@@ -207,7 +233,7 @@ def test_queue_rpcs_without_a_queue_and_bad_input(stack):
         assert status.returncode == 1 and status.stderr.strip().splitlines() == [
             "error: the orchestrator has no indexing queue (--index-queue-url)"
         ], status.stderr
-        bad = procs.cli(["serve", "orchestrator", "--index-workers", "1", "--port", "0"])
+        bad = procs.cli(["serve", "indexer", "--port", "0"])
         assert bad.returncode == 1 and "index workers need a work queue" in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr
     finally:

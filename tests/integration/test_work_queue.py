@@ -71,22 +71,28 @@ async def test_enqueue_claims_and_finishes_each_model_once(queue):
 
 
 async def test_a_dead_consumers_claim_is_taken_over_and_a_live_one_is_not(queue):
-    await queue.enqueue(["slow", "lost"], "ps-0")
-    slow = await queue.claim("alive")
+    # Eleven live claims stand before the dead one in the pending list: more than one
+    # XAUTOCLAIM call looks at, so the cursor must be followed.
+    slow_names = [f"slow-{i:02d}" for i in range(11)]
+    await queue.enqueue([*slow_names, "lost"], "ps-0")
+    slow = [await queue.claim("alive") for _ in slow_names]
     lost = await queue.claim("dead")
-    # "alive" keeps its claim fresh; "dead" went silent: only its entry is taken over.
+    assert [j.model_name for j in slow] == slow_names and lost.model_name == "lost"
+    # "alive" keeps its claims fresh; "dead" went silent: only its entry is taken over.
     taken = None
     for _ in range(200):
-        await queue.touch(slow, "alive")
+        for job in slow:
+            await queue.touch(job, "alive")
         taken = await queue.claim("other", block_ms=10)
         if taken is not None:
             break
         await asyncio.sleep(CLAIM_TIMEOUT_S / 4)
     assert taken is not None and taken.entry_id == lost.entry_id
     await queue.finish(taken)
-    await queue.finish(slow)
+    for job in slow:
+        await queue.finish(job)
     progress = await queue.progress()
-    assert (progress.queued, progress.running, progress.done) == (0, 0, 2)
+    assert (progress.queued, progress.running, progress.done) == (0, 0, 12)
 
 
 async def test_a_model_claimed_too_often_fails_with_its_last_error(queue):

@@ -204,26 +204,27 @@ class IndexQueue:
 
     async def claim(self, consumer: str, block_ms: int = CLAIM_BLOCK_MS) -> Job | None:
         """The next entry for ``consumer``: a stale claim of a dead worker first, else a new one."""
+        cursor = "0-0"
         while True:
-            stale = await self.client.xautoclaim(
-                self.stream, GROUP, consumer, min_idle_time=int(self.claim_timeout_s * 1000), start_id="0-0", count=1
-            )
-            entries = stale[1]
-            if not entries:
-                break
-            entry_id, fields = entries[0]
-            job = self._job(entry_id, fields)
-            if job is None:
-                continue
-            pending = await self.client.xpending_range(self.stream, GROUP, min=job.entry_id, max=job.entry_id, count=1)
-            attempts = pending[0]["times_delivered"] if pending else 1
-            if attempts > self.max_attempts:
+            # XAUTOCLAIM looks at a bounded stretch of the pending list per call (COUNT * 10
+            # entries): follow its cursor through live claims to a stale one.
+            cursor, entries = (await self.client.xautoclaim(
+                self.stream, GROUP, consumer, min_idle_time=int(self.claim_timeout_s * 1000), start_id=cursor, count=1
+            ))[:2]
+            job = self._job(*entries[0]) if entries else None
+            if job is not None:
+                pending = await self.client.xpending_range(
+                    self.stream, GROUP, min=job.entry_id, max=job.entry_id, count=1
+                )
+                attempts = pending[0]["times_delivered"] if pending else 1
+                if attempts <= self.max_attempts:
+                    logger.warning("reclaimed %s from a worker that stopped (claim %d)", job.model_name, attempts)
+                    return job
                 reason = await self.client.hget(self.errors, job.model_name)
                 await self.fail(job, f"claimed {attempts - 1} times without finishing"
                                 + (f"; last error: {_text(reason)}" if reason else ""))
-                continue
-            logger.warning("reclaimed %s from a worker that stopped (claim %d)", job.model_name, attempts)
-            return job
+            if _text(cursor) == "0-0":
+                break
         read = await self.client.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=block_ms)
         for _, entries in read or ():
             for entry_id, fields in entries:
