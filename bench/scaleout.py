@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -44,6 +46,13 @@ SECTION = "## Indexing workers"
 QUEUE = "{probelog:index}"
 #: The claim timeout of the workers in the kill measurement (s).
 CLAIM_TIMEOUT_S = 10.0
+#: The paper-scale target of the projection.
+TARGET_MODELS, TARGET_LOGITS = 1_000_000, 57
+#: Assumption, not measured here: the ProbeLog paper puts probing a million models at about
+#: 3,300 GPU hours, i.e. 11.9 GPU seconds per model.
+PAPER_GPU_HOURS = 3300.0
+#: Deadlines the projection is worked out for (hours).
+TARGET_HOURS = (24.0, 168.0)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,6 +91,54 @@ class Run:
     workers: int
     wall_s: float
     cpu_s: dict[str, float]
+    mean_logits: float = 0.0
+
+
+def mean_logits(world: str) -> float:
+    from probelog.common.world_layout import WorldLayout
+
+    models = WorldLayout.at(world).models_truth()
+    return sum(len(m["concepts"]) for m in models.values()) / len(models)
+
+
+def projection(cpu_per_model: dict[str, float], logits: float) -> list[str]:
+    """The workers and GPUs for TARGET_MODELS, from the measured CPU per model and the paper's
+    GPU time (the arithmetic, written out)."""
+    gpu_s = PAPER_GPU_HOURS * 3600 / TARGET_MODELS
+    worker = cpu_per_model["indexer workers"] * TARGET_LOGITS / logits
+    rest = sum(v for k, v in cpu_per_model.items() if k not in ("indexer workers", "tritonserver"))
+    cpu = worker + rest
+    lines = [
+        f"### {TARGET_MODELS:,} models of {TARGET_LOGITS} logits, on paper", "",
+        f"- GPU time per model (assumption, not measured here): the ProbeLog paper's estimate of about "
+        f"{PAPER_GPU_HOURS:,.0f} GPU hours for {TARGET_MODELS:,} models, g = {PAPER_GPU_HOURS:,.0f} x 3600 / "
+        f"{TARGET_MODELS:,} = {gpu_s:.2f} GPU s per model. On this host the same work is tritonserver's CPU "
+        f"time above (onnxruntime on the CPU): the stage that bounds indexing here.",
+        f"- CPU time per model outside Triton (measured, the run with the most workers on the last hub): the "
+        f"worker's {cpu_per_model['indexer workers']:.3f} s scaled to {TARGET_LOGITS} logits from this hub's "
+        f"{logits:.1f} (descriptors and calibration grow with the logits) = {worker:.3f} s, plus "
+        f"{rest:.3f} s in the probe runner, store, Redis, ranker, orchestrator and encoder: c = {cpu:.3f} CPU s per model.",
+        f"- Total: {TARGET_MODELS:,} x {gpu_s:.2f} s = {PAPER_GPU_HOURS:,.0f} GPU hours and "
+        f"{TARGET_MODELS:,} x {cpu:.3f} s = {TARGET_MODELS * cpu / 3600:,.0f} CPU hours.",
+        "",
+        "| finish in | models/s | Triton GPUs = 3,300 h / T | workers = GPUs x (g + c) / g, one model in flight per GPU | CPU cores = models/s x c |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for hours in TARGET_HOURS:
+        rate = TARGET_MODELS / (hours * 3600)
+        gpus = -(-PAPER_GPU_HOURS // hours)
+        workers = -(-gpus * (gpu_s + cpu) // gpu_s)
+        lines.append(
+            f"| {hours:.0f} h | {rate:.2f} | {gpus:.0f} | {workers:.0f} | {rate * cpu:.1f} |"
+        )
+    lines += [
+        "",
+        "A worker holds one model at a time and waits on Triton for most of it, so about one worker per GPU "
+        "keeps the GPUs busy; more workers only queue at Triton (and Triton's dynamic batching does not merge "
+        "probes of different models). The CPU side is a few cores, not a bound.",
+        "",
+    ]
+    return lines
 
 
 def reset_queue(url: str) -> None:
@@ -124,7 +181,8 @@ def pids(stack: DevStack, workers: list[ServiceProcess]) -> dict[str, list[int]]
     }
 
 
-def measure(stack: DevStack, hub: str, n_workers: int) -> Run:
+def measure(stack: DevStack, world: str, n_workers: int) -> Run:
+    hub = Path(world).name
     reset_queue(stack.redis.url)
     workers = [indexer(stack, f"bench-indexer-{n_workers}-{i}") for i in range(n_workers)]
     try:
@@ -146,7 +204,7 @@ def measure(stack: DevStack, hub: str, n_workers: int) -> Run:
     finally:
         for w in workers:
             w.stop()
-    run = Run(hub, n, n_workers, wall, {k: after[k] - before[k] for k in before})
+    run = Run(hub, n, n_workers, wall, {k: after[k] - before[k] for k in before}, mean_logits(world))
     print(f"{hub}: {n_workers} workers, {n} models in {wall:.1f} s ({n / wall:.2f} models/s); "
           f"CPU {sum(run.cpu_s.values()):.1f} s", flush=True)
     return run
@@ -243,6 +301,8 @@ def report(runs: list[Run], kill: dict[str, float | str], command: str, load: li
         "after its last sign of life, plus one model's indexing in front of it.",
         "",
     ]
+    last = max((r for r in runs if r.hub == runs[-1].hub), key=lambda r: r.workers)
+    lines += projection({k: v / last.n_models for k, v in last.cpu_s.items()}, last.mean_logits)
     return "\n".join(lines)
 
 
@@ -259,6 +319,7 @@ def main() -> int:
     parser.add_argument("--world", action="append", required=True, help="a built world (repeatable)")
     parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--json", default="", help="also write the raw figures here")
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     command = "nice -n 10 .venv/bin/python bench/scaleout.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -267,18 +328,21 @@ def main() -> int:
     runs: list[Run] = []
     kill: dict[str, float | str] = {}
     for world in args.world:
-        hub = Path(world).name
         with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as work:
             spec = StackSpec.from_world(world, work, index_queue=True)
             with DevStack(spec) as stack:
                 # A first pass, not timed: loads every model into Triton and the background
                 # descriptors into the workers' cache path, as in a running service.
-                measure(stack, hub, counts[0])
-                runs += [measure(stack, hub, n) for n in counts]
+                measure(stack, world, counts[0])
+                runs += [measure(stack, world, n) for n in counts]
                 if world == args.world[-1]:
                     kill = measure_kill(stack)
     load.append(loadavg())
-    section = report(runs, kill, command, load, time.perf_counter() - started)
+    took = time.perf_counter() - started
+    if args.json:
+        raw = {"runs": [dataclasses.asdict(r) for r in runs], "kill": kill, "command": command, "load": load, "took_s": took}
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+    section = report(runs, kill, command, load, took)
     print(section)
     if not args.no_write:
         write(section)
