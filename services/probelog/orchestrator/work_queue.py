@@ -336,8 +336,8 @@ class IndexWorker:
             return False
         finally:
             keep_alive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keep_alive
+            # gather, not a suppressed await: a cancellation of this task itself still propagates.
+            await asyncio.gather(keep_alive, return_exceptions=True)
         await self.queue.finish(job)
         logger.info("index worker %s: indexed %s (%d logits)", self.name, job.model_name, result.model.n_logits)
         return True
