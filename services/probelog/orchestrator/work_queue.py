@@ -321,7 +321,8 @@ class IndexWorker:
 
     async def index(self, job: Job) -> bool:
         """Index one claimed model; True when it was acknowledged (done or failed for good)."""
-        keep_alive = asyncio.create_task(self._keep_claim(job))
+        indexed = asyncio.Event()
+        keep_alive = asyncio.create_task(self._keep_claim(job, indexed))
         try:
             request = IndexRequest(job.model_name, check_model_id(job.model_name), probe_set=job.probe_set_id)
             result = await self.engine.index_model(request, timeout=INDEX_TIMEOUT_S)
@@ -335,18 +336,23 @@ class IndexWorker:
             await self.queue.note_error(job, _reason(exc))
             return False
         finally:
-            keep_alive.cancel()
-            # gather, not a suppressed await: a cancellation of this task itself still propagates.
-            await asyncio.gather(keep_alive, return_exceptions=True)
+            # Stopped by the event, never cancelled: a Redis command cut off by a cancellation
+            # can come back as a RedisError, which the renewal loop would take for a lost touch.
+            indexed.set()
+            await keep_alive
         await self.queue.finish(job)
         logger.info("index worker %s: indexed %s (%d logits)", self.name, job.model_name, result.model.n_logits)
         return True
 
-    async def _keep_claim(self, job: Job) -> None:
+    async def _keep_claim(self, job: Job, indexed: asyncio.Event) -> None:
+        """Renew the claim every third of the timeout until ``indexed`` is set."""
         while True:
-            await asyncio.sleep(self.queue.claim_timeout_s / 3)
-            with contextlib.suppress(RedisError):
-                await self.queue.touch(job, self.name)
+            try:
+                await asyncio.wait_for(indexed.wait(), self.queue.claim_timeout_s / 3)
+                return
+            except TimeoutError:
+                with contextlib.suppress(RedisError):
+                    await self.queue.touch(job, self.name)
 
 
 def worker_names(count: int) -> list[str]:
