@@ -62,6 +62,7 @@ def _services() -> dict[str, tuple[type[Settings], Callable[..., Coroutine[Any, 
 
     return {
         "orchestrator": (orchestrator_config.OrchestratorSettings, orchestrator_main.serve),
+        "indexer": (orchestrator_config.IndexerSettings, orchestrator_main.serve),
         "probe-runner": (runner_config.RunnerSettings, runner_main.serve),
         "clip-encoder": (encoder_config.EncoderSettings, encoder_main.serve),
         "descriptor-store": (store_config.StoreSettings, store_main.serve),
@@ -79,9 +80,10 @@ async def _serve_web(settings: Any, ready_file: str = "") -> None:
     await web_main.serve(settings, ready_file=ready_file)
 
 
-SERVICE_NAMES = ("orchestrator", "probe-runner", "clip-encoder", "descriptor-store", "ranker", "web")
+SERVICE_NAMES = ("orchestrator", "indexer", "probe-runner", "clip-encoder", "descriptor-store", "ranker", "web")
 DEFAULT_PORTS = {
     "orchestrator": 50051,
+    "indexer": 50051,
     "probe-runner": 50052,
     "clip-encoder": 50053,
     "descriptor-store": 50054,
@@ -157,6 +159,13 @@ def _index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     async def action(client: Any) -> int:
+        if args.status or args.retry_failed or (args.all and not args.models):
+            progress = await client.indexing_progress()
+            if progress.queue_enabled:
+                return await _index_on_queue(client, args)
+            if args.status or args.retry_failed:
+                print("error: the orchestrator has no indexing queue (--index-queue-url)", file=sys.stderr)
+                return 1
         names = [str(Path(n).resolve()) if os.path.exists(n) else n for n in args.models]
         if args.all:
             source = await client.source_models(probe_set_id=args.probe_set)
@@ -194,6 +203,44 @@ def _index(args: argparse.Namespace) -> int:
         return 1 if failed else 0
 
     return _run_client(args, action)
+
+
+#: Seconds between two progress polls of `probelog index` on a work queue.
+PROGRESS_POLL_S = 0.5
+
+
+async def _index_on_queue(client: Any, args: argparse.Namespace) -> int:
+    """`index --all`, `--retry-failed`, `--status` on the orchestrator's work queue: queue, then
+    follow the workers with a progress bar until nothing is queued or running."""
+    from tqdm import tqdm
+
+    if args.all or args.retry_failed:
+        queued = await client.enqueue_indexing(
+            all_models=args.all, reindex=args.reindex, retry_failed=args.retry_failed, probe_set_id=args.probe_set
+        )
+        print(f"queued {queued.enqueued} models ({queued.already_queued} queued already)", file=sys.stderr)
+        if args.no_wait:
+            return 0
+    progress = await client.indexing_progress()
+    if args.status and not args.wait:
+        print(f"queued {progress.queued}  running {progress.running}  done {progress.done}  failed {progress.failed}")
+    else:
+        with tqdm(desc="indexing", unit="model", file=sys.stderr, disable=args.quiet) as bar:
+            while True:
+                bar.total = progress.queued + progress.running + progress.done + progress.failed
+                bar.n = progress.done + progress.failed
+                bar.set_postfix_str(f"running {progress.running}, failed {progress.failed}")
+                if not progress.queued and not progress.running:
+                    break
+                await asyncio.sleep(PROGRESS_POLL_S)
+                progress = await client.indexing_progress()
+        print(f"done {progress.done}, failed {progress.failed}", file=sys.stderr)
+    for failure in progress.failures:
+        print(f"  failed: {failure.model_name}: {failure.reason}", file=sys.stderr)
+    if progress.failed and not args.status:
+        print("retry the failed models with `probelog index --retry-failed`", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print_hits(hits: Sequence[Any], truth: dict[str, list[str]]) -> None:
@@ -502,6 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--all", action="store_true", help="every model the runner serves that is not indexed yet")
     index.add_argument("--reindex", action="store_true", help="with --all: also models indexed already")
     index.add_argument("--quiet", action="store_true", help="no progress bar")
+    index.add_argument("--status", action="store_true", help="the work queue's counts and failed models")
+    index.add_argument("--wait", action="store_true", help="with --status: follow the workers until the queue is empty")
+    index.add_argument("--retry-failed", action="store_true", help="queue the models that failed again")
+    index.add_argument("--no-wait", action="store_true", help="on a work queue: return once the models are queued")
     index.add_argument(
         "--preset", choices=sorted(PRESETS),
         help="preprocessing preset, over the model config's (README: Indexing your own models)",

@@ -218,6 +218,30 @@ class ProbeLogClient:
         with remote_errors(self.address):
             return await self._stub.IndexModel(request, timeout=self.index_timeout_s)
 
+    async def enqueue_indexing(
+        self,
+        model_names: Sequence[str] = (),
+        *,
+        all_models: bool = False,
+        reindex: bool = False,
+        retry_failed: bool = False,
+        probe_set_id: str = "",
+    ) -> search_pb2.EnqueueIndexingResponse:
+        """Queue models for the indexing workers (the orchestrator needs a work queue)."""
+        request = search_pb2.EnqueueIndexingRequest(
+            model_names=list(model_names), all=all_models, reindex=reindex, retry_failed=retry_failed,
+            probe_set_id=probe_set_id,
+        )
+        with remote_errors(self.address):
+            return await self._stub.EnqueueIndexing(request, timeout=self.timeout_s)
+
+    async def indexing_progress(self, *, max_failures: int = 0) -> search_pb2.GetIndexingProgressResponse:
+        """The work queue's counts and failed models (``queue_enabled`` False without a queue)."""
+        with remote_errors(self.address):
+            return await self._stub.GetIndexingProgress(
+                search_pb2.GetIndexingProgressRequest(max_failures=max_failures), timeout=self.timeout_s
+            )
+
     async def models(self, *, probe_set_id: str = "", page_size: int = 500) -> list[types_pb2.ModelInfo]:
         """Every indexed model of a probe set (all pages)."""
         out: list[types_pb2.ModelInfo] = []

@@ -55,6 +55,23 @@ CALLERS = {
     "triton": {"probe-runner"},
     "redis": {"descriptor-store"},
 }
+# The indexing workers (indexer.enabled, on in the production example) call what the
+# orchestrator calls to index a model, and share the work queue in Redis with it.
+INDEXER_CALLS = ("probe-runner", "clip-encoder", "descriptor-store", "ranker")
+
+
+def callers(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """CALLERS of this rendering: the indexer, when there is one, adds its own; it is called by none."""
+    if not of_component(docs, "indexer"):
+        return CALLERS
+    expected = {name: set(sources) for name, sources in CALLERS.items()}
+    for name in INDEXER_CALLS:
+        expected[name].add("indexer")
+    expected["redis"] |= {"orchestrator", "indexer"}
+    expected["indexer"] = set()
+    return expected
+
+
 # Workloads reachable from outside the release, and their one port.
 PUBLIC_PORTS = {"orchestrator": 50051, "web": 8080}
 PRODUCTION_SHARDS = 4
@@ -355,6 +372,8 @@ def test_kubernetes_validate_strict_rejects_unknown_fields(
         ("externalRedis.url=http://cache:6379", "externalRedis.url"),
         ("web.evidenceProbes=500", "web.evidenceProbes"),
         ("web.ingress.hots=x", "hots"),
+        ("indexer.workersPerPod=0", "indexer.workersPerPod"),
+        ("indexer.keda.minReplicaCount=0", "indexer.keda.minReplicaCount"),
     ],
 )
 def test_values_schema_rejects_bad_values(setting: str, message: str) -> None:
@@ -569,7 +588,7 @@ def test_network_policies_isolate_everything_but_the_public_entry_points(
             assert [p["port"] for r in rules for p in r["ports"]] == [PUBLIC_PORTS[name]]
             continue
         admitted = set().union(*(_peer_components(rule, release) for rule in rules))
-        assert admitted == CALLERS[name], name
+        assert admitted == callers(docs)[name], name
         # Each admitted component exists in the release.
         for caller in admitted:
             assert of_component(docs, caller), caller
@@ -849,6 +868,81 @@ def test_production_uses_external_redis_over_tls(production_docs: list[dict[str,
     assert volume["secret"]["secretName"] == "probelog-redis-ca"
 
 
+def test_production_indexer_shares_the_queue_and_the_indexing_settings(
+    production_docs: list[dict[str, Any]],
+) -> None:
+    (indexer,) = of_component(production_docs, "indexer")
+    (orchestrator,) = of_component(production_docs, "orchestrator")
+    (store,) = of_component(production_docs, "descriptor-store")
+    assert indexer["spec"]["replicas"] == 8
+    container = pod_spec(indexer)["containers"][0]
+    assert container["args"] == ["serve", "indexer"]
+    assert container["readinessProbe"]["grpc"]["service"] == "probelog.v1.SearchService"
+    assert not [s for s in of_kind(production_docs, "Service") if selects(s["spec"]["selector"], pod_labels(indexer))]
+    store_env = container_env(production_docs, store)
+    indexer_env = container_env(production_docs, indexer)
+    orchestrator_env = container_env(production_docs, orchestrator)
+    assert indexer_env["PROBELOG_INDEX_WORKERS"] == "2"
+    assert indexer_env["PROBELOG_INDEX_CLAIM_TIMEOUT_S"] == "120"
+    for env, workload in ((indexer_env, indexer), (orchestrator_env, orchestrator)):
+        # The queue lives in the store's Redis, reached with the store's credentials and CA.
+        assert env["PROBELOG_INDEX_QUEUE_URL"] == store_env["PROBELOG_STORE_URL"]
+        assert env["PROBELOG_INDEX_QUEUE_USERNAME"] == store_env["PROBELOG_REDIS_USERNAME"]
+        assert env["PROBELOG_INDEX_QUEUE_PASSWORD"] == store_env["PROBELOG_REDIS_PASSWORD"]
+        ca_dir = str(Path(env["PROBELOG_INDEX_QUEUE_TLS_CA_FILE"]).parent)
+        mount = next(m for m in pod_spec(workload)["containers"][0]["volumeMounts"] if m["mountPath"] == ca_dir)
+        volume = next(v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "probelog-redis-ca"
+    # Indexed by a worker or by IndexModel, a model gets the same descriptors.
+    for key in ("PROBELOG_PROBE_SET_FILE", "PROBELOG_BACKGROUND", "PROBELOG_R", "PROBELOG_STORE_ADDRESS",
+                "PROBELOG_RUNNER_ADDRESS", "PROBELOG_ENCODER_ADDRESS", "PROBELOG_RANKER_DNS", "PROBELOG_RANKER_SHARDS"):
+        assert indexer_env[key] == orchestrator_env[key], key
+    assert "PROBELOG_INDEX_WORKERS" not in orchestrator_env
+    assert not of_kind(production_docs, "ScaledObject")
+
+
+KEDA_SETTINGS = ("--set", "indexer.enabled=true", "--set", "indexer.keda.enabled=true")
+
+
+def test_indexer_scaled_by_keda_on_the_streams_length() -> None:
+    text = render_text("rel", KEDA_SETTINGS)
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    # KEDA's kinds have no schema in kubernetes-validate: validate the rest.
+    core = [d for d in docs if not d["apiVersion"].startswith("keda.sh/")]
+    result = run([kubernetes_validate(), "--strict", "-k", KUBE_VERSION, "-"], stdin=yaml.safe_dump_all(core))
+    assert result.returncode == 0 and "WARN" not in result.stdout, result.stdout
+    (indexer,) = of_component(docs, "indexer")
+    assert "replicas" not in indexer["spec"]  # the ScaledObject's HPA owns it
+    assert not [h for h in of_kind(docs, "HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == "rel-probelog-indexer"]
+    (scaled,) = of_kind(docs, "ScaledObject")
+    assert scaled["spec"]["scaleTargetRef"] == {"name": indexer["metadata"]["name"]}
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 20)
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "redis-streams"
+    assert trigger["metadata"]["stream"] == "{probelog:index}:stream"
+    assert trigger["metadata"]["streamLength"] == "20"
+    service_for(docs, trigger["metadata"]["address"])
+    (auth,) = of_kind(docs, "TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    (ref,) = auth["spec"]["secretTargetRef"]
+    assert (ref["parameter"], ref["name"], ref["key"]) == ("password", "rel-probelog-redis", "redis-password")
+    # Redis admits the store, the orchestrator (it queues) and the workers (they claim).
+    policy = named(docs, "NetworkPolicy", "rel-probelog-redis")
+    assert _peer_components(policy["spec"]["ingress"][0], "rel") == {"descriptor-store", "orchestrator", "indexer"}
+    assert named(docs, "NetworkPolicy", "rel-probelog-indexer")["spec"]["ingress"] == []
+
+
+def test_keda_with_an_external_redis_needs_its_address() -> None:
+    external = ("--set", "redis.enabled=false", "--set", "externalRedis.url=redis://cache:6379/0")
+    result = run([helm(), "template", "rel", str(CHART), *KEDA_SETTINGS, *external])
+    assert result.returncode != 0 and "indexer.keda.address is required" in result.stderr
+    docs = render("rel", (*KEDA_SETTINGS, *external, "--set", "indexer.keda.address=cache:6379"))
+    (scaled,) = of_kind(docs, "ScaledObject")
+    assert scaled["spec"]["triggers"][0]["metadata"]["address"] == "cache:6379"
+    assert "authenticationRef" not in scaled["spec"]["triggers"][0]  # Redis without AUTH
+    assert not of_kind(docs, "TriggerAuthentication")
+
+
 def test_production_tls(production_docs: list[dict[str, Any]]) -> None:
     def secret_behind(workload: dict[str, Any], path: str) -> str:
         mount = next(
@@ -872,7 +966,7 @@ def test_production_tls(production_docs: list[dict[str, Any]]) -> None:
 
 
 def test_data_volume_is_mounted_read_only(production_docs: list[dict[str, Any]]) -> None:
-    for name in ("orchestrator", "clip-encoder"):
+    for name in ("orchestrator", "indexer", "clip-encoder"):
         (workload,) = of_component(production_docs, name)
         mount = next(
             m

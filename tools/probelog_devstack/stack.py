@@ -135,6 +135,9 @@ class StackSpec:
     base_port: int = 0
     store_flags: list[str] = field(default_factory=list)
     runner_flags: list[str] = field(default_factory=list)
+    #: Bulk indexing on a work queue in the stack's Redis; the orchestrator runs this many workers.
+    index_queue: bool = False
+    index_workers: int = 0
 
     @classmethod
     def from_world(cls, world: str | Path, workdir: str | Path, **options: Any) -> StackSpec:
@@ -190,6 +193,8 @@ class DevStack:
                      (("orchestrator", 0), ("probe-runner", 1), ("clip-encoder", 2), ("descriptor-store", 3), ("ranker", 4))}
             store = f"127.0.0.1:{ports['descriptor-store']}"
             auto = ["--auto-index", "--auto-index-interval-s", str(spec.auto_index_interval_s)] if spec.auto_index else []
+            if spec.index_queue:
+                auto += ["--index-queue-url", self.redis.url, "--index-workers", str(spec.index_workers)]
             args = {
                 "descriptor-store": ["descriptor-store", "--store", self.redis.url, *spec.store_flags],
                 "probe-runner": ["probe-runner", "--runner", self.triton.url, "--store-address", store, *spec.runner_flags],

@@ -29,6 +29,7 @@ Extra params:
   configChecksum  sha256 of the service's ConfigMap (checksum/config annotation)
   env             list of EnvVar added to the container (secrets, shard index)
   mountData       mount the read-only data volume at /data
+  scaledExternally  leave `replicas` out (an autoscaler outside the chart's HPA owns it)
   volumes         extra volumes; volumeMounts: their mounts
 */}}
 {{- define "probelog.grpcDeployment" -}}
@@ -58,7 +59,7 @@ spec:
   podManagementPolicy: Parallel
   updateStrategy:
     type: RollingUpdate
-  {{- else if not (dig "autoscaling" "enabled" false $v) }}
+  {{- else if not (or (dig "autoscaling" "enabled" false $v) .scaledExternally) }}
   replicas: {{ $v.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5
@@ -362,7 +363,11 @@ spec:
       {{- include "probelog.selectorLabels" . | nindent 6 }}
   policyTypes:
     - Ingress
+  {{- if not (or .ports (and .metrics .root.Values.metrics.enabled .root.Values.metrics.networkPolicyFrom) .extraIngress) }}
+  ingress: []
+  {{- else }}
   ingress:
+    {{- if .ports }}
     - ports:
         {{- range .ports }}
         - port: {{ . }}
@@ -381,6 +386,7 @@ spec:
               {{- include "probelog.selectorLabels" (dict "root" $ctx.root "component" .) | nindent 14 }}
         {{- end }}
       {{- end }}
+    {{- end }}
     {{- if and .metrics .root.Values.metrics.enabled .root.Values.metrics.networkPolicyFrom }}
     - ports:
         - port: {{ .root.Values.metrics.port }}
@@ -391,4 +397,5 @@ spec:
     {{- with .extraIngress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- end }}
 {{- end -}}

@@ -285,3 +285,59 @@ data:
   {{ $name }}: {{ $value | toString | quote }}
   {{- end }}
 {{- end -}}
+
+{{/*
+The bulk-indexing work queue (indexer.enabled): a Redis Stream in the store's Redis, reached by
+the orchestrator (it queues) and the indexer pods (they claim).
+*/}}
+
+{{/* The queue's settings, as ConfigMap entries (the password comes from the Secret). */}}
+{{- define "probelog.indexQueueEnv" -}}
+PROBELOG_INDEX_QUEUE_URL: {{ include "probelog.storeUrl" . | quote }}
+{{- if not .Values.redis.enabled }}
+{{- with .Values.externalRedis.username }}
+PROBELOG_INDEX_QUEUE_USERNAME: {{ . | quote }}
+{{- end }}
+{{- if .Values.externalRedis.cluster }}
+PROBELOG_INDEX_QUEUE_CLUSTER: "true"
+{{- end }}
+{{- if .Values.externalRedis.tls.existingCaSecret }}
+PROBELOG_INDEX_QUEUE_TLS_CA_FILE: {{ printf "/etc/probelog/redis-ca/%s" .Values.externalRedis.tls.caKey | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Adds to a workload's context (the dict probelog.grpcDeployment takes) what reaching the queue
+needs: the password from the Redis Secret and the external Redis' CA. Renders nothing.
+*/}}
+{{- define "probelog.withIndexQueue" -}}
+{{- $root := .root -}}
+{{- $secret := include "probelog.redisSecretName" $root -}}
+{{- if $secret -}}
+{{- $ref := dict "secretKeyRef" (dict "name" $secret "key" (include "probelog.redisSecretKey" $root)) -}}
+{{- $_ := set . "env" (append (default list .env) (dict "name" "PROBELOG_INDEX_QUEUE_PASSWORD" "valueFrom" $ref)) -}}
+{{- end -}}
+{{- if and (not $root.Values.redis.enabled) $root.Values.externalRedis.tls.existingCaSecret -}}
+{{- $_ := set . "volumes" (append (default list .volumes) (dict "name" "redis-ca" "secret" (dict "secretName" $root.Values.externalRedis.tls.existingCaSecret))) -}}
+{{- $_ := set . "volumeMounts" (append (default list .volumeMounts) (dict "name" "redis-ca" "mountPath" "/etc/probelog/redis-ca" "readOnly" true)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The orchestrator's indexing settings, which the indexer pods share so that both index alike. */}}
+{{- define "probelog.indexingEnv" -}}
+{{- $v := .Values.orchestrator -}}
+{{- $env := dict
+  "PROBELOG_RUNNER_ADDRESS" (include "probelog.runnerAddress" .)
+  "PROBELOG_ENCODER_ADDRESS" (include "probelog.encoderAddress" .)
+  "PROBELOG_STORE_ADDRESS" (include "probelog.storeAddress" .)
+  "PROBELOG_RANKER_DNS" (include "probelog.rankerDns" .)
+  "PROBELOG_RANKER_SHARDS" .Values.ranker.shards
+  "PROBELOG_PROBE_SET_FILE" $v.probeSetFile
+  "PROBELOG_DEFAULT_PROBE_SET" $v.defaultProbeSet
+  "PROBELOG_BACKGROUND" $v.background
+  "PROBELOG_CALIBRATION_K" $v.calibrationK
+  "PROBELOG_R" $v.r
+-}}
+{{- toYaml $env -}}
+{{- end -}}

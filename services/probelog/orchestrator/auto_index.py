@@ -10,6 +10,12 @@ A model that cannot be indexed (FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND
 and not tried again until it leaves the repository; an unreachable backend (UNAVAILABLE,
 DEADLINE_EXCEEDED) ends the round and is retried at the next one. The loop never dies of an
 error.
+
+With a work queue (``index_queue_url``), a round queues the new models instead of indexing
+them itself (those queued, running or failed on the queue are left alone) and the indexing
+workers (``index_workers``, in this process or others) do the work
+(:mod:`probelog.orchestrator.work_queue`). The file store has no queue: the loop above is the
+one-process shape.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from probelog.common.errors import (
 )
 from probelog.common.ids import check_model_id
 from probelog.orchestrator.search import IndexRequest, SearchEngine
+from probelog.orchestrator.work_queue import IndexQueue, redis_errors
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +51,16 @@ class AutoIndexer:
     engine : SearchEngine
     interval_s : float
         Seconds between two polls of the repository.
+    queue : IndexQueue, optional
+        The work queue new models go to; without one they are indexed here, one at a time.
     """
 
-    def __init__(self, engine: SearchEngine, interval_s: float = 10.0) -> None:
+    def __init__(self, engine: SearchEngine, interval_s: float = 10.0, queue: IndexQueue | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"auto-index interval must be positive, got {interval_s}")
         self.engine = engine
         self.interval_s = interval_s
+        self.queue = queue
         #: Models that failed for a reason retrying will not change: name -> message.
         self.failed: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
@@ -92,6 +102,8 @@ class AutoIndexer:
         for gone in set(self.failed) - names:
             del self.failed[gone]  # left the repository: a new model of that name gets a new try
         todo = sorted(names - indexed - set(self.failed))
+        if self.queue is not None:
+            return await self._enqueue(self.queue, todo, probe_set.probe_set_id)
         done: list[str] = []
         for name in todo:
             started = time.perf_counter()
@@ -119,3 +131,17 @@ class AutoIndexer:
                 "auto-index round: %d new, %d indexed, %d not indexable so far", len(todo), len(done), len(self.failed)
             )
         return done
+
+    async def _enqueue(self, queue: IndexQueue, todo: list[str], probe_set_id: str) -> list[str]:
+        """Queue the models the queue does not hold yet. Returns the names queued."""
+        try:
+            with redis_errors():
+                known = await queue.known()
+                new = [n for n in todo if n not in known]
+                await queue.enqueue(new, probe_set_id)
+        except Unavailable as exc:
+            logger.warning("auto-index: %s; next try in %.0f s", exc, self.interval_s)
+            return []
+        if new:
+            logger.info("auto-index round: %d new models queued", len(new))
+        return new

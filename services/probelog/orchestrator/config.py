@@ -38,6 +38,24 @@ class OrchestratorSettings(Settings):
     #: Index every model that appears in the runner's repository.
     auto_index: bool = False
     auto_index_interval_s: float = 10.0
+    #: The bulk-indexing work queue: "redis://..." or "rediss://..." (a Redis Stream), usually the
+    #: store's Redis. Empty: no queue; `index --all` and the auto-indexer index one model at a time.
+    index_queue_url: str = ""
+    #: The queue's Redis ACL user and password (kept out of the URL, e.g. from a Secret).
+    index_queue_username: str = ""
+    index_queue_password: str = ""
+    #: CA certificate that signs a "rediss://" queue server's certificate (else the system's).
+    index_queue_tls_ca_file: str = ""
+    #: The queue URL names one node of a Redis Cluster.
+    index_queue_cluster: bool = False
+    #: Keys are "{<prefix>:index}:...".
+    index_queue_prefix: str = "probelog"
+    #: Indexing workers this process runs on the queue (0: it only queues work).
+    index_workers: int = 0
+    #: A claimed model whose worker went silent this long is taken over by another worker.
+    index_claim_timeout_s: float = 60.0
+    #: Claims of one model before it fails for good.
+    index_max_attempts: int = 3
     #: A missing ranker shard gives a partial result flagged as such (else UNAVAILABLE).
     allow_partial: bool = False
     #: Limits on what IndexModel stores with a model (INVALID_ARGUMENT beyond them).
@@ -59,3 +77,10 @@ class OrchestratorSettings(Settings):
             max_metadata_key_chars=self.max_metadata_key_chars,
             max_metadata_value_chars=self.max_metadata_value_chars,
         )
+
+
+@dataclass(frozen=True)
+class IndexerSettings(OrchestratorSettings):
+    """`probelog serve indexer`: an orchestrator that runs indexing workers on the work queue."""
+
+    index_workers: int = 1

@@ -16,6 +16,7 @@ from probelog.orchestrator.auto_index import AutoIndexer
 from probelog.orchestrator.config import PORT, OrchestratorSettings
 from probelog.orchestrator.search import SearchEngine
 from probelog.orchestrator.servicer import SearchServicer
+from probelog.orchestrator.work_queue import IndexQueue, IndexWorker, worker_names
 from probelog.probe_runner.client import ProbeRunnerClient
 from probelog.ranker.client import RankerClient
 from probelog.ranker.sharded import ShardedRanker
@@ -23,7 +24,12 @@ from probelog.v1 import clip_encoder_pb2, descriptor_store_pb2, ranker_pb2
 
 
 async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEngine]:
-    """The search engine over its four peers (runner, encoder, store, ranker)."""
+    """The search engine over its four peers (runner, encoder, store, ranker); with a work
+    queue, ``index_workers`` indexing workers on it."""
+    if settings.index_workers < 0:
+        raise FailedPrecondition(f"index_workers must be 0 or more, got {settings.index_workers}")
+    if settings.index_workers and not settings.index_queue_url:
+        raise FailedPrecondition("index workers need a work queue: set index_queue_url")
     engine = SearchEngine(
         runner=need(peers.runner, "probe runner"),
         encoder=need(peers.encoder, "CLIP encoder"),
@@ -39,11 +45,38 @@ async def build(settings: OrchestratorSettings, peers: Peers) -> Built[SearchEng
     if settings.probe_set_file:
         await engine.register_probe_set_file(settings.probe_set_file)
     closers = list(peers.closers)
+    queue = await open_queue(settings)
+    if queue is not None:
+        closers.append(queue.close)
+        for name in worker_names(settings.index_workers):
+            worker = IndexWorker(queue, engine, name)
+            worker.start()
+            closers.append(worker.stop)
     if settings.auto_index:
-        indexer = AutoIndexer(engine, settings.auto_index_interval_s)
+        indexer = AutoIndexer(engine, settings.auto_index_interval_s, queue=queue)
         indexer.start()
         closers.append(indexer.stop)
-    return Built([SearchServicer(engine, settings.model_limits)], engine, closers, list(peers.checks))
+    return Built([SearchServicer(engine, settings.model_limits, queue=queue)], engine, closers, list(peers.checks))
+
+
+async def open_queue(settings: OrchestratorSettings) -> IndexQueue | None:
+    """The bulk-indexing queue the settings name, checked (fails fast); None without one."""
+    url = settings.index_queue_url
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise FailedPrecondition(f"unsupported index queue URL {url!r}: use redis:// or rediss://")
+    try:
+        queue = IndexQueue.from_url(
+            url, cluster=settings.index_queue_cluster, username=settings.index_queue_username,
+            password=settings.index_queue_password, tls_ca_file=settings.index_queue_tls_ca_file,
+            prefix=settings.index_queue_prefix,
+            claim_timeout_s=settings.index_claim_timeout_s, max_attempts=settings.index_max_attempts,
+        )
+    except ValueError as exc:
+        raise FailedPrecondition(f"index queue: {exc}") from None
+    await queue.open()
+    return queue
 
 
 def ranker_addresses(settings: OrchestratorSettings) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from probelog.common.edge import rpc, time_remaining
-from probelog.common.errors import InvalidArgument
+from probelog.common.errors import FailedPrecondition, InvalidArgument
 from probelog.common.ids import MAX_TOP_K, check_model_id, check_page_size, check_probe_set_id, check_top_k
 from probelog.common.limits import ModelLimits
 from probelog.common.observe import PROBE_RATE, observe_stages
@@ -27,6 +27,7 @@ from probelog.orchestrator.search import (
     TaskQuery,
     TaskResult,
 )
+from probelog.orchestrator.work_queue import IndexQueue, enqueue_models, redis_errors
 from probelog.v1 import search_pb2 as pb
 from probelog.v1 import search_pb2_grpc as pb_grpc
 
@@ -174,9 +175,12 @@ def index_request(request: pb.IndexModelRequest, limits: ModelLimits | None = No
 class SearchServicer(pb_grpc.SearchServiceServicer):
     SERVICE_NAME = "probelog.v1.SearchService"
 
-    def __init__(self, engine: SearchEngine, limits: ModelLimits | None = None) -> None:
+    def __init__(
+        self, engine: SearchEngine, limits: ModelLimits | None = None, queue: IndexQueue | None = None
+    ) -> None:
         self._engine = engine
         self._limits = limits or ModelLimits()
+        self._queue = queue
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         pb_grpc.add_SearchServiceServicer_to_server(self, server)
@@ -308,3 +312,31 @@ class SearchServicer(pb_grpc.SearchServiceServicer):
             timeout=time_remaining(context, SEARCH_TIMEOUT_S),
         )
         return pb.GetProbeImagesResponse(probe_set_id=probe_set_id, images=images)
+
+    @rpc
+    async def EnqueueIndexing(
+        self, request: pb.EnqueueIndexingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EnqueueIndexingResponse:
+        if self._queue is None:
+            raise FailedPrecondition("this orchestrator has no indexing queue: start it with --index-queue-url")
+        with redis_errors():
+            enqueued, left_out = await enqueue_models(
+                self._engine, self._queue, list(request.model_names), all_models=request.all,
+                reindex=request.reindex, retry_failed=request.retry_failed,
+                probe_set=probe_set_field(request.probe_set_id),
+            )
+        return pb.EnqueueIndexingResponse(enqueued=enqueued, already_queued=left_out)
+
+    @rpc
+    async def GetIndexingProgress(
+        self, request: pb.GetIndexingProgressRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetIndexingProgressResponse:
+        if self._queue is None:
+            return pb.GetIndexingProgressResponse(queue_enabled=False)
+        with redis_errors():
+            progress = await self._queue.progress(request.max_failures)
+        return pb.GetIndexingProgressResponse(
+            queue_enabled=True, queued=progress.queued, running=progress.running, done=progress.done,
+            failed=progress.failed,
+            failures=[pb.IndexingFailure(model_name=n, reason=r) for n, r in progress.failures.items()],
+        )

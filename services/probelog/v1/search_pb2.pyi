@@ -368,3 +368,55 @@ class GetProbeImagesResponse(_message.Message):
     probe_set_id: str
     images: _containers.RepeatedCompositeFieldContainer[ProbeImage]
     def __init__(self, probe_set_id: _Optional[str] = ..., images: _Optional[_Iterable[_Union[ProbeImage, _Mapping]]] = ...) -> None: ...
+
+class EnqueueIndexingRequest(_message.Message):
+    __slots__ = ("model_names", "all", "reindex", "retry_failed", "probe_set_id")
+    MODEL_NAMES_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    REINDEX_FIELD_NUMBER: _ClassVar[int]
+    RETRY_FAILED_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SET_ID_FIELD_NUMBER: _ClassVar[int]
+    model_names: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    reindex: bool
+    retry_failed: bool
+    probe_set_id: str
+    def __init__(self, model_names: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., reindex: _Optional[bool] = ..., retry_failed: _Optional[bool] = ..., probe_set_id: _Optional[str] = ...) -> None: ...
+
+class EnqueueIndexingResponse(_message.Message):
+    __slots__ = ("enqueued", "already_queued")
+    ENQUEUED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_QUEUED_FIELD_NUMBER: _ClassVar[int]
+    enqueued: int
+    already_queued: int
+    def __init__(self, enqueued: _Optional[int] = ..., already_queued: _Optional[int] = ...) -> None: ...
+
+class GetIndexingProgressRequest(_message.Message):
+    __slots__ = ("max_failures",)
+    MAX_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    max_failures: int
+    def __init__(self, max_failures: _Optional[int] = ...) -> None: ...
+
+class IndexingFailure(_message.Message):
+    __slots__ = ("model_name", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetIndexingProgressResponse(_message.Message):
+    __slots__ = ("queue_enabled", "queued", "running", "done", "failed", "failures")
+    QUEUE_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    queue_enabled: bool
+    queued: int
+    running: int
+    done: int
+    failed: int
+    failures: _containers.RepeatedCompositeFieldContainer[IndexingFailure]
+    def __init__(self, queue_enabled: _Optional[bool] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., done: _Optional[int] = ..., failed: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[IndexingFailure, _Mapping]]] = ...) -> None: ...

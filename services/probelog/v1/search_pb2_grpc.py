@@ -86,6 +86,16 @@ class SearchServiceStub:
                 request_serializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesRequest.SerializeToString,
                 response_deserializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesResponse.FromString,
                 _registered_method=True)
+        self.EnqueueIndexing = channel.unary_unary(
+                '/probelog.v1.SearchService/EnqueueIndexing',
+                request_serializer=probelog_dot_v1_dot_search__pb2.EnqueueIndexingRequest.SerializeToString,
+                response_deserializer=probelog_dot_v1_dot_search__pb2.EnqueueIndexingResponse.FromString,
+                _registered_method=True)
+        self.GetIndexingProgress = channel.unary_unary(
+                '/probelog.v1.SearchService/GetIndexingProgress',
+                request_serializer=probelog_dot_v1_dot_search__pb2.GetIndexingProgressRequest.SerializeToString,
+                response_deserializer=probelog_dot_v1_dot_search__pb2.GetIndexingProgressResponse.FromString,
+                _registered_method=True)
 
 
 class SearchServiceServicer:
@@ -160,6 +170,21 @@ class SearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnqueueIndexing(self, request, context):
+        """Queues models on the bulk-indexing work queue (a Redis Stream) for the indexing workers.
+        FAILED_PRECONDITION when the orchestrator has no queue (index_queue_url).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIndexingProgress(self, request, context):
+        """The work queue's counts, and the models that failed with their reasons.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -212,6 +237,16 @@ def add_SearchServiceServicer_to_server(servicer, server):
                     servicer.GetProbeImages,
                     request_deserializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesRequest.FromString,
                     response_serializer=probelog_dot_v1_dot_search__pb2.GetProbeImagesResponse.SerializeToString,
+            ),
+            'EnqueueIndexing': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueIndexing,
+                    request_deserializer=probelog_dot_v1_dot_search__pb2.EnqueueIndexingRequest.FromString,
+                    response_serializer=probelog_dot_v1_dot_search__pb2.EnqueueIndexingResponse.SerializeToString,
+            ),
+            'GetIndexingProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIndexingProgress,
+                    request_deserializer=probelog_dot_v1_dot_search__pb2.GetIndexingProgressRequest.FromString,
+                    response_serializer=probelog_dot_v1_dot_search__pb2.GetIndexingProgressResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -486,6 +521,60 @@ class SearchService:
             '/probelog.v1.SearchService/GetProbeImages',
             probelog_dot_v1_dot_search__pb2.GetProbeImagesRequest.SerializeToString,
             probelog_dot_v1_dot_search__pb2.GetProbeImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueIndexing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/probelog.v1.SearchService/EnqueueIndexing',
+            probelog_dot_v1_dot_search__pb2.EnqueueIndexingRequest.SerializeToString,
+            probelog_dot_v1_dot_search__pb2.EnqueueIndexingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIndexingProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/probelog.v1.SearchService/GetIndexingProgress',
+            probelog_dot_v1_dot_search__pb2.GetIndexingProgressRequest.SerializeToString,
+            probelog_dot_v1_dot_search__pb2.GetIndexingProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,
