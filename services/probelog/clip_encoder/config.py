@@ -1,14 +1,17 @@
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
 
 from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES, DEFAULT_TEXT_CACHE_SIZE, QueryLimits
 from probelog.common import limits
-from probelog.common.settings import Settings, peer, separated
+from probelog.common.settings import Settings, Split, peer
 
 PORT = 50053
 #: Prompt templates may hold commas: they are separated by "|".
-PromptTemplates = separated("|")
+PromptTemplates = Annotated[tuple[str, ...], NoDecode, Split("|"), BeforeValidator(Split("|"))]
 
 
 class EncoderSettings(Settings):

@@ -43,7 +43,7 @@ def test_bad_values_name_the_variable(monkeypatch, key, value):
 
 
 def test_bad_flag_values_name_the_flag():
-    with pytest.raises(ValueError, match="^--shard-count: Input should be a valid integer"):
+    with pytest.raises(ValueError, match=r"^--shard-count: Input should be a valid integer"):
         RankerSettings.from_env({"shard_count": "seven"})
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
 from probelog import cli
 from probelog.core import calibration_offsets, logit_entries, zscore
