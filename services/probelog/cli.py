@@ -184,7 +184,7 @@ def _index(args: Args) -> int:
                         probe_set_id=args.probe_set,
                         preprocessing=types_pb2.Preprocessing(preset=args.preset) if args.preset else None,
                         output_name=args.output_name,
-                        output_kind=args.output_kind,
+                        output_kind=args.output_kind or "",
                     )
                 except ProbeLogError as exc:
                     failed += 1
@@ -584,10 +584,10 @@ def build_cli() -> click.Group:
         ),
         click.Option(["--output-name"], default="", help="the output to index when a model has several"),
         click.Option(
-            ["--output-kind"], type=click.Choice(["logits", "probabilities"]), default="",
+            ["--output-kind"], type=click.Choice(["logits", "probabilities"]),
             help="what the output holds (default: detected)",
         ),
-    ], "probe models and make them searchable: MODELS are names known to the runner, or model paths "
+    ], "probe models and make them searchable; MODELS are names known to the runner, or model paths "
        "(a server run with --onnx-allow-paths)"))
     cli.add_command(_client_command("search", _search, [
         click.Argument(["text"], required=False),
@@ -599,7 +599,7 @@ def build_cli() -> click.Group:
             help="per hit, the N probes where its logit and the query agree most",
         ),
         *_filters("hits"),
-    ], 'find the models (and logits) that recognise a concept, e.g. "golden retriever"'))
+    ], 'find the models (and logits) that recognise a concept; TEXT e.g. "golden retriever"'))
     cli.add_command(_client_command("task", _task, [
         click.Argument(["concepts"], nargs=-1, required=True),
         _top_k("models"),
@@ -609,7 +609,7 @@ def build_cli() -> click.Group:
         click.Option(["--max-score"], type=float, help="a logit covers a concept only at this calibrated score or lower"),
         click.Option(["--aggregation"], type=click.Choice(AGGREGATIONS), default="mean", help="the model score"),
         *_filters("assignments"),
-    ], 'find the models that cover a whole task of 2 to 1,000 concepts, e.g. "cat" "dog" "fox"'))
+    ], 'find the models that cover a whole task; 2 to 1,000 CONCEPTS, e.g. "cat" "dog" "fox"'))
     cli.add_command(_client_command("similar", _similar, [
         click.Argument(["model_id"]),
         click.Option(["--logit"], type=int, help="the logit index (default: the whole model)"),
@@ -636,8 +636,8 @@ def build_cli() -> click.Group:
             help=f"side of the stored square images (default {DEFAULT_BUILD_SIZE}); each model's preprocessing resizes from it",
         ),
         _flag("--quiet", "no progress bar"),
-    ], "a probe-set file from a folder (searched recursively) or a glob ('val/**/*.JPEG') of JPEG/PNG/WebP "
-       "images; serve it with --probe-set-file"))
+    ], "a probe-set file from JPEG/PNG/WebP images; SOURCE is a folder (searched recursively) or a glob "
+       "('val/**/*.JPEG'); serve the file with --probe-set-file"))
     cli.add_command(probe_set)
     cli.add_command(_command("triton-repo", _triton_repo, [
         click.Argument(["hub"]),
@@ -648,8 +648,8 @@ def build_cli() -> click.Group:
             "(CPU-only servers with the Python backend only)",
         ),
         click.Option(["--model"], multiple=True, help="only this model (repeatable)"),
-    ], "write a hub of ONNX models (HUB: NAME/config.pbtxt + NAME/<version>/model.onnx, or NAME.onnx files) "
-       "as a Triton model repository in OUT (models in it are replaced)"))
+    ], "write a hub of ONNX models as a Triton model repository; HUB: NAME/config.pbtxt + "
+       "NAME/<version>/model.onnx, or NAME.onnx files; OUT: the repository to write (models in it are replaced)"))
     # Command groups of their own; each imports its heavy dependencies only when it runs.
     from probelog.orchestrator import recalibrate
 
@@ -677,7 +677,8 @@ def _argparse_group(name: str, register: Callable[[Any], Any]) -> click.Command:
 
     return click.Command(
         name, callback=callback, params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
-        help=getattr(groups.choices.get(name), "description", None), add_help_option=False,
+        help=getattr(groups.choices.get(name), "description", None) or f"the {name} commands (probelog {name} --help)",
+        add_help_option=False,
         context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     )
 
