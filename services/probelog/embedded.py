@@ -51,7 +51,9 @@ class EmbeddedSettings(Nested):
     flags and environment variables."""
 
     world: str = Field(
-        "", description="A directory made by `probelog world build`: fills in every path below that is unset."
+        "",
+        description="A directory made by `probelog world build`: fills in every model, CLIP, probe-set and "
+        "background setting left unset.",
     )
     store: StoreSettings = Field(default_factory=StoreSettings)
     #: In-process ONNX models (``--onnx-allow-paths`` lets ``probelog index PATH`` name a model
