@@ -16,24 +16,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import inspect
 import json
 import logging
 import os
 import sys
-import typing
 from collections.abc import Callable, Coroutine, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import click
+import grpc
+from pydantic.fields import FieldInfo
 
 from probelog.common.edge import status_code
 from probelog.common.errors import FailedPrecondition, ProbeLogError
 from probelog.common.ids import DEFAULT_TOP_K
 from probelog.common.logs import configure_logging
 from probelog.common.probe_sets import DEFAULT_BUILD_SIZE
-from probelog.common.settings import Settings, flat_fields, separator, split
+from probelog.common.settings import Settings, env_name, flag, flat_fields, separator
 from probelog.common.tracing import configure_tracing
 from probelog.probe_runner.preprocessing import PRESETS
 from probelog.v1 import types_pb2
@@ -42,6 +44,8 @@ DEFAULT_ADDRESS = "localhost:50051"
 #: Labels `probelog models` prints per model.
 LABELS_SHOWN = 5
 #: Short flags for the backend URLs: ``--store redis://...``, ``--runner triton://host:8001``.
+#: What a command's handler gets: its parameters by name (``args.top_k``).
+Args = SimpleNamespace
 FLAG_ALIASES = {"store_url": ("--store",), "runner_url": ("--runner",), "clip_device": ("--device",)}
 
 
@@ -93,7 +97,7 @@ DEFAULT_PORTS = {
 }
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: Args) -> int:
     service = "embedded" if args.embedded else args.service
     if service is None:
         print("error: name a service or pass --embedded", file=sys.stderr)
@@ -103,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
     every = {name for cls, _ in _services().values() for name in flat_fields(cls)}
     foreign = sorted(k for k, v in vars(args).items() if v is not None and k in every - names)
     if foreign:
-        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        flags = ", ".join(flag(k) for k in foreign)
         print(f"error: {service} does not take {flags}", file=sys.stderr)
         return 2
     overrides = {k: v for k, v in vars(args).items() if k in names}
@@ -134,13 +138,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace) -> Any:
+def _client(args: Args) -> Any:
     from probelog.client import ProbeLogClient
 
     return ProbeLogClient(args.address, token=args.token)
 
 
-def _run_client(args: argparse.Namespace, action: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
+def _run_client(args: Args, action: Callable[[Any], Coroutine[Any, Any, int]]) -> int:
     async def main() -> int:
         async with _client(args) as client:
             return await action(client)
@@ -148,14 +152,17 @@ def _run_client(args: argparse.Namespace, action: Callable[[Any], Coroutine[Any,
     try:
         return asyncio.run(main())
     except ProbeLogError as exc:
-        print(f"error: {status_code(exc).name}: {exc}", file=sys.stderr)
-        return 1
+        code = status_code(exc)
+        print(f"error: {code.name}: {exc}", file=sys.stderr)
+        # No server at the address is the caller's mistake, like a bad flag; the server's own
+        # answers (NOT_FOUND, INVALID_ARGUMENT, ...) exit 1.
+        return 2 if code == grpc.StatusCode.UNAVAILABLE else 1
     except OSError as exc:  # a file named on the command line (an image, a truth file)
         print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 
-def _index(args: argparse.Namespace) -> int:
+def _index(args: Args) -> int:
     from tqdm import tqdm
 
     async def action(client: Any) -> int:
@@ -186,7 +193,7 @@ def _index(args: argparse.Namespace) -> int:
                         probe_set_id=args.probe_set,
                         preprocessing=types_pb2.Preprocessing(preset=args.preset) if args.preset else None,
                         output_name=args.output_name,
-                        output_kind=args.output_kind,
+                        output_kind=args.output_kind or "",
                     )
                 except ProbeLogError as exc:
                     failed += 1
@@ -209,7 +216,7 @@ def _index(args: argparse.Namespace) -> int:
 PROGRESS_POLL_S = 0.5
 
 
-async def _index_on_queue(client: Any, args: argparse.Namespace) -> int:
+async def _index_on_queue(client: Any, args: Args) -> int:
     """`index --all`, `--retry-failed`, `--status` on the orchestrator's work queue: queue, then
     follow the workers with a progress bar until nothing is queued or running."""
     from tqdm import tqdm
@@ -267,7 +274,7 @@ def _load_truth(path: str) -> dict[str, list[str]]:
     return {mid: list(m.get("concepts", [])) for mid, m in models.items()}
 
 
-def _search(args: argparse.Namespace) -> int:
+def _search(args: Args) -> int:
     if bool(args.text) == bool(args.image):
         print("error: give a concept text or --image files (not both)", file=sys.stderr)
         return 2
@@ -326,7 +333,7 @@ def _print_matches(matches: Sequence[Any], concepts: Sequence[str], truth: dict[
             print(line)
 
 
-def _task(args: argparse.Namespace) -> int:
+def _task(args: Args) -> int:
     from probelog.v1 import search_pb2
 
     async def action(client: Any) -> int:
@@ -359,7 +366,7 @@ def _task(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
-def _similar(args: argparse.Namespace) -> int:
+def _similar(args: Args) -> int:
     async def action(client: Any) -> int:
         response = await client.similar(
             args.model_id,
@@ -390,7 +397,7 @@ def _similar(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
-def _models(args: argparse.Namespace) -> int:
+def _models(args: Args) -> int:
     async def action(client: Any) -> int:
         models = await client.models(probe_set_id=args.probe_set)
         if args.json:
@@ -418,7 +425,7 @@ def _models(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
-def _delete(args: argparse.Namespace) -> int:
+def _delete(args: Args) -> int:
     async def action(client: Any) -> int:
         for model_id in args.model_ids:
             await client.delete_model(model_id, probe_set_id=args.probe_set)
@@ -428,7 +435,7 @@ def _delete(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
-def _probe_sets(args: argparse.Namespace) -> int:
+def _probe_sets(args: Args) -> int:
     async def action(client: Any) -> int:
         response = await client.probe_sets()
         for p in response.probe_sets:
@@ -439,7 +446,7 @@ def _probe_sets(args: argparse.Namespace) -> int:
     return _run_client(args, action)
 
 
-def _triton_repo(args: argparse.Namespace) -> int:
+def _triton_repo(args: Args) -> int:
     from probelog.probe_runner.triton_repo import write_repository
 
     try:
@@ -451,7 +458,7 @@ def _triton_repo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _probe_set_build(args: argparse.Namespace) -> int:
+def _probe_set_build(args: Args) -> int:
     import numpy as np
     from PIL import Image
     from tqdm import tqdm
@@ -513,213 +520,236 @@ async def _register_probe_set(store_url: str, name: str, images: Any) -> None:
         await store.close()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="probelog", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class PositiveInt(click.ParamType):
+    """An integer of at least 1."""
 
-    serve = sub.add_parser("serve", help="run a service, or all of them in one process (--embedded)")
-    serve.add_argument("service", nargs="?", choices=SERVICE_NAMES)
-    serve.add_argument("--embedded", action="store_true", help="all five services in one process")
-    serve.add_argument(
-        "--host", help="interface to bind (default 127.0.0.1 for --embedded, [::] for a service)"
-    )
-    serve.add_argument("--port", type=int, help="port to bind (0: any free port); default per service")
-    serve.add_argument("--ready-file", help="write the bound port here once serving")
-    # Every service's settings are accepted; each service reads the ones it has.
-    seen: set[str] = set()
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            self.fail(f"expected a whole number, got {value!r}", param, ctx)
+        if number < 1:
+            self.fail(f"must be at least 1, got {number}", param, ctx)
+        return number
+
+
+def _setting_option(name: str, field: FieldInfo) -> click.Option:
+    """A flag for a settings field (``store_url`` -> ``--store-url``), its help the field's
+    description, default and environment variable. It defaults to None: the settings then read
+    the environment, or keep their default."""
+    default = field.get_default(call_default_factory=True)
+    sep = separator(field)
+    shown = sep.join(default) if sep is not None else default
+    help_text = f"{field.description or ''} (default {shown!r}; env {env_name(name)})".lstrip()
+    decls = [flag(name), *FLAG_ALIASES.get(name, ())]
+    if field.annotation is bool:
+        return click.Option([f"{decls[0]}/--no-{decls[0][2:]}", *decls[1:], name], default=None, help=help_text)
+    if sep is not None:
+        help_text += f" ({sep!r}-separated)"
+    kind = {int: click.INT, float: click.FLOAT}.get(field.annotation, click.STRING)  # type: ignore[call-overload]
+    return click.Option([*decls, name], type=kind, default=None, metavar=name.upper(), help=help_text)
+
+
+def _serve_command() -> click.Command:
+    """``probelog serve``: every service's settings as flags; each service takes its own only."""
+    options: dict[str, click.Option] = {}
     for settings_cls, _ in _services().values():
-        _add_settings_flags(serve, settings_cls, seen)
-    serve.set_defaults(func=_serve)
+        for name, field in flat_fields(settings_cls).items():
+            options.setdefault(name, _setting_option(name, field))
+    return _command("serve", _serve, [
+        click.Argument(["service"], required=False, type=click.Choice(SERVICE_NAMES)),
+        click.Option(["--embedded"], is_flag=True, help="all five services in one process"),
+        click.Option(["--host"], help="interface to bind (default 127.0.0.1 for --embedded, [::] for a service)"),
+        click.Option(["--port"], type=int, help="port to bind (0: any free port); default per service"),
+        click.Option(["--ready-file"], help="write the bound port here once serving"),
+        *options.values(),
+    ], help_text="run a service, or all of them in one process (--embedded); each setting is read from its "
+       "PROBELOG_* environment variable unless its flag is given")
 
-    def client_parser(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument(
-            "--address", default=os.environ.get("PROBELOG_ADDRESS", DEFAULT_ADDRESS),
-            help=f"SearchService host:port (env PROBELOG_ADDRESS; default {DEFAULT_ADDRESS})",
-        )
-        p.add_argument("--probe-set", default="", help="probe-set id or name (default: the server's)")
-        p.add_argument(
-            "--token", default=os.environ.get("PROBELOG_TOKEN", ""),
+
+def _command(name: str, handler: Callable[[Args], int], params: list[click.Parameter], help_text: str) -> click.Command:
+    """A command whose handler gets its parameters as one namespace (``args.top_k``)."""
+
+    def callback(**values: Any) -> int:
+        return handler(Args(**values))
+
+    return click.Command(name, params=params, callback=callback, help=help_text, short_help=help_text.split(";")[0])
+
+
+def _client_command(name: str, handler: Callable[[Args], int], params: list[click.Parameter], help_text: str) -> click.Command:
+    """A command that calls SearchService: its own parameters, then the address, probe set and key."""
+    return _command(name, handler, [
+        *params,
+        click.Option(
+            ["--address"], default=DEFAULT_ADDRESS, envvar="PROBELOG_ADDRESS",
+            help=f"SearchService host:port (default {DEFAULT_ADDRESS!r}; env PROBELOG_ADDRESS)",
+        ),
+        click.Option(["--probe-set", "probe_set"], default="", help="probe-set id or name (default: the server's)"),
+        click.Option(
+            ["--token"], default="", envvar="PROBELOG_TOKEN",
             help="API key sent as 'authorization: Bearer <key>' (env PROBELOG_TOKEN)",
-        )
-        return p
+        ),
+    ], help_text)
 
-    index = client_parser("index", "probe models and make them searchable")
-    index.add_argument("models", nargs="*", help="model names known to the runner, or model paths (a server run with --onnx-allow-paths)")
-    index.add_argument("--all", action="store_true", help="every model the runner serves that is not indexed yet")
-    index.add_argument("--reindex", action="store_true", help="with --all: also models indexed already")
-    index.add_argument("--quiet", action="store_true", help="no progress bar")
-    index.add_argument("--status", action="store_true", help="the work queue's counts and failed models")
-    index.add_argument("--wait", action="store_true", help="with --status: follow the workers until the queue is empty")
-    index.add_argument("--retry-failed", action="store_true", help="queue the models that failed again")
-    index.add_argument("--no-wait", action="store_true", help="on a work queue: return once the models are queued")
-    index.add_argument(
-        "--preset", choices=sorted(PRESETS),
-        help="preprocessing preset, over the model config's (README: Indexing your own models)",
+
+def _flag(decl: str, help_text: str) -> click.Option:
+    return click.Option([decl, decl[2:].replace("-", "_")], is_flag=True, help=help_text)
+
+
+def _top_k(what: str) -> click.Option:
+    return click.Option(
+        ["--top-k"], type=PositiveInt(), default=DEFAULT_TOP_K, help=f"{what} to return (default {DEFAULT_TOP_K})"
     )
-    index.add_argument("--output-name", default="", help="the output to index when a model has several")
-    index.add_argument(
-        "--output-kind", choices=["logits", "probabilities"], default="",
-        help="what the output holds (default: detected)",
+
+
+def _filters(truth: str) -> list[click.Parameter]:
+    """--include, --exclude, --truth and --json, as the search commands share them."""
+    return [
+        click.Option(["--include"], multiple=True, help="only this model id (repeatable)"),
+        click.Option(["--exclude"], multiple=True, help="leave this model id out (repeatable)"),
+        click.Option(["--truth"], help=f"a ground-truth JSON to print beside {truth} (evaluation only)"),
+        _flag("--json", "print the response as JSON"),
+    ]
+
+
+def build_cli() -> click.Group:
+    """The ``probelog`` command and its subcommands."""
+    cli = click.Group(
+        "probelog", help=__doc__.split("\n\n")[0], context_settings={"help_option_names": ["-h", "--help"]}
     )
-    index.set_defaults(func=_index)
-
-    search = client_parser("search", "find the models (and logits) that recognise a concept")
-    search.add_argument("text", nargs="?", help='a concept, e.g. "golden retriever"')
-    search.add_argument("--image", action="append", help="an example image of the concept (repeatable)")
-    search.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, help=f"hits to return (default {DEFAULT_TOP_K})")
-    search.add_argument("--one-per-model", action="store_true", help="each model once, through its best logit")
-    search.add_argument("--include", action="append", help="only this model id (repeatable)")
-    search.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
-    search.add_argument("--truth", help="a ground-truth JSON to print beside hits (evaluation only)")
-    search.add_argument(
-        "--evidence", type=int, default=0, metavar="N",
-        help="per hit, the N probes where its logit and the query agree most",
-    )
-    search.add_argument("--json", action="store_true", help="print the response as JSON")
-    search.set_defaults(func=_search)
-
-    task = client_parser("task", "find the models that cover a whole task of concepts")
-    task.add_argument("concepts", nargs="+", help='2 to 1,000 concepts, e.g. "cat" "dog" "fox"')
-    task.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, help=f"models to return (default {DEFAULT_TOP_K})")
-    task.add_argument("--min-coverage", type=int, default=0, help="fewest concepts a model covers (default all)")
-    task.add_argument("--allow-shared-logits", action="store_true", help="several concepts may share a logit")
-    task.add_argument("--candidate-depth", type=int, default=0, help="candidate logits per concept (default: the server's)")
-    task.add_argument("--max-score", type=float, help="a logit covers a concept only at this calibrated score or lower")
-    task.add_argument("--aggregation", choices=AGGREGATIONS, default="mean", help="the model score")
-    task.add_argument("--include", action="append", help="only this model id (repeatable)")
-    task.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
-    task.add_argument("--truth", help="a ground-truth JSON to print beside assignments (evaluation only)")
-    task.add_argument("--json", action="store_true", help="print the response as JSON")
-    task.set_defaults(func=_task)
-
-    similar = client_parser("similar", "find the logits (or models) that recognise what an indexed one does")
-    similar.add_argument("model_id")
-    similar.add_argument("--logit", type=int, help="the logit index (default: the whole model)")
-    similar.add_argument("--top-k", type=positive_int, default=DEFAULT_TOP_K, help=f"hits to return (default {DEFAULT_TOP_K})")
-    similar.add_argument("--min-coverage", type=int, default=0, help="whole model: fewest of its logits covered (default 1)")
-    similar.add_argument("--allow-shared-logits", action="store_true")
-    similar.add_argument("--include", action="append", help="only this model id (repeatable)")
-    similar.add_argument("--exclude", action="append", help="leave this model id out (repeatable)")
-    similar.add_argument("--truth", help="a ground-truth JSON to print beside hits (evaluation only)")
-    similar.add_argument("--json", action="store_true", help="print the response as JSON")
-    similar.set_defaults(func=_similar)
-
-    models = client_parser("models", "list indexed models")
-    models.add_argument("--json", action="store_true")
-    models.set_defaults(func=_models)
-
-    delete = client_parser("delete", "remove models from the index")
-    delete.add_argument("model_ids", nargs="+")
-    delete.set_defaults(func=_delete)
-
-    probe_sets = client_parser("probe-sets", "list registered probe sets (* marks the default)")
-    probe_sets.set_defaults(func=_probe_sets)
-
-    probe_set = sub.add_parser("probe-set", help="make probe sets")
-    probe_set_sub = probe_set.add_subparsers(dest="probe_set_command", required=True)
-    build = probe_set_sub.add_parser(
-        "build", help="a probe-set file from a folder (or glob) of JPEG/PNG/WebP images; serve it with --probe-set-file"
-    )
-    build.add_argument("source", help="a directory (searched recursively) or a glob pattern, e.g. 'val/**/*.JPEG'")
-    build.add_argument("--name", required=True, help="the probe set's name, e.g. coco-val-4000")
-    build.add_argument("--out", help="the probe-set file to write (.npz), for a server's --probe-set-file")
-    build.add_argument("--store", help="register it in this store (file://DIR or redis://...), as the services' --store-url")
-    build.add_argument("--count", type=int, default=0, help="a sample of this many images (default: all)")
-    build.add_argument("--seed", type=int, default=0, help="seed of the sample")
-    build.add_argument(
-        "--size", type=int, default=DEFAULT_BUILD_SIZE,
-        help=f"side of the stored square images (default {DEFAULT_BUILD_SIZE}); each model's preprocessing resizes from it",
-    )
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
-    build.set_defaults(func=_probe_set_build)
-
-    repo = sub.add_parser("triton-repo", help="write a hub of ONNX models as a Triton model repository")
-    repo.add_argument("hub", help="model hub: NAME/config.pbtxt + NAME/<version>/model.onnx, or NAME.onnx files")
-    repo.add_argument("out", help="the repository directory to write (models in it are replaced)")
-    repo.add_argument(
-        "--backend", choices=("onnxruntime", "python"), default="onnxruntime",
-        help="onnxruntime: Triton's ONNX backend (GPU servers); python: a model.py running onnxruntime "
-        "(CPU-only servers with the Python backend only)",
-    )
-    repo.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
-    repo.set_defaults(func=_triton_repo)
-
+    cli.add_command(_serve_command())
+    cli.add_command(_client_command("index", _index, [
+        click.Argument(["models"], nargs=-1),
+        _flag("--all", "every model the runner serves that is not indexed yet"),
+        _flag("--reindex", "with --all: also models indexed already"),
+        _flag("--quiet", "no progress bar"),
+        _flag("--status", "the work queue's counts and failed models"),
+        _flag("--wait", "with --status: follow the workers until the queue is empty"),
+        _flag("--retry-failed", "queue the models that failed again"),
+        _flag("--no-wait", "on a work queue: return once the models are queued"),
+        click.Option(
+            ["--preset"], type=click.Choice(sorted(PRESETS)),
+            help="preprocessing preset, over the model config's (README: Indexing your own models)",
+        ),
+        click.Option(["--output-name"], default="", help="the output to index when a model has several"),
+        click.Option(
+            ["--output-kind"], type=click.Choice(["logits", "probabilities"]),
+            help="what the output holds (default: detected)",
+        ),
+    ], "probe models and make them searchable; MODELS are names known to the runner, or model paths "
+       "(a server run with --onnx-allow-paths)"))
+    cli.add_command(_client_command("search", _search, [
+        click.Argument(["text"], required=False),
+        click.Option(["--image"], multiple=True, help="an example image of the concept (repeatable)"),
+        _top_k("hits"),
+        _flag("--one-per-model", "each model once, through its best logit"),
+        click.Option(
+            ["--evidence"], type=click.IntRange(min=0), default=0, metavar="N",
+            help="per hit, the N probes where its logit and the query agree most",
+        ),
+        *_filters("hits"),
+    ], 'find the models (and logits) that recognise a concept; TEXT e.g. "golden retriever"'))
+    cli.add_command(_client_command("task", _task, [
+        click.Argument(["concepts"], nargs=-1, required=True),
+        _top_k("models"),
+        click.Option(["--min-coverage"], type=int, default=0, help="fewest concepts a model covers (default all)"),
+        _flag("--allow-shared-logits", "several concepts may share a logit"),
+        click.Option(["--candidate-depth"], type=int, default=0, help="candidate logits per concept (default: the server's)"),
+        click.Option(["--max-score"], type=float, help="a logit covers a concept only at this calibrated score or lower"),
+        click.Option(["--aggregation"], type=click.Choice(AGGREGATIONS), default="mean", help="the model score"),
+        *_filters("assignments"),
+    ], 'find the models that cover a whole task; 2 to 1,000 CONCEPTS, e.g. "cat" "dog" "fox"'))
+    cli.add_command(_client_command("similar", _similar, [
+        click.Argument(["model_id"]),
+        click.Option(["--logit"], type=int, help="the logit index (default: the whole model)"),
+        _top_k("hits"),
+        click.Option(["--min-coverage"], type=int, default=0, help="whole model: fewest of its logits covered (default 1)"),
+        _flag("--allow-shared-logits", "several of its logits may share one"),
+        *_filters("hits"),
+    ], "find the logits (or models) that recognise what an indexed one does"))
+    cli.add_command(_client_command("models", _models, [_flag("--json", "print the models as JSON")], "list indexed models"))
+    cli.add_command(_client_command(
+        "delete", _delete, [click.Argument(["model_ids"], nargs=-1, required=True)], "remove models from the index"
+    ))
+    cli.add_command(_client_command("probe-sets", _probe_sets, [], "list registered probe sets (* marks the default)"))
+    probe_set = click.Group("probe-set", help="make probe sets")
+    probe_set.add_command(_command("build", _probe_set_build, [
+        click.Argument(["source"]),
+        click.Option(["--name"], required=True, help="the probe set's name, e.g. coco-val-4000"),
+        click.Option(["--out"], help="the probe-set file to write (.npz), for a server's --probe-set-file"),
+        click.Option(["--store"], help="register it in this store (file://DIR or redis://...), as the services' --store-url"),
+        click.Option(["--count"], type=int, default=0, help="a sample of this many images (default: all)"),
+        click.Option(["--seed"], type=int, default=0, help="seed of the sample"),
+        click.Option(
+            ["--size"], type=int, default=DEFAULT_BUILD_SIZE,
+            help=f"side of the stored square images (default {DEFAULT_BUILD_SIZE}); each model's preprocessing resizes from it",
+        ),
+        _flag("--quiet", "no progress bar"),
+    ], "a probe-set file from JPEG/PNG/WebP images; SOURCE is a folder (searched recursively) or a glob "
+       "('val/**/*.JPEG'); serve the file with --probe-set-file"))
+    cli.add_command(probe_set)
+    cli.add_command(_command("triton-repo", _triton_repo, [
+        click.Argument(["hub"]),
+        click.Argument(["out"]),
+        click.Option(
+            ["--backend"], type=click.Choice(("onnxruntime", "python")), default="onnxruntime",
+            help="onnxruntime: Triton's ONNX backend (GPU servers); python: a model.py running onnxruntime "
+            "(CPU-only servers with the Python backend only)",
+        ),
+        click.Option(["--model"], multiple=True, help="only this model (repeatable)"),
+    ], "write a hub of ONNX models as a Triton model repository; HUB: NAME/config.pbtxt + "
+       "NAME/<version>/model.onnx, or NAME.onnx files; OUT: the repository to write (models in it are replaced)"))
     # Command groups of their own; each imports its heavy dependencies only when it runs.
     from probelog.orchestrator import recalibrate
 
-    recalibrate.register(sub)
+    cli.add_command(recalibrate.command())
     # Groups from installed tools (`world` and `bench` from probelog-tools) come through the
     # entry-point group "probelog.commands": the served package never imports them.
     for entry_point in sorted(entry_points(group="probelog.commands"), key=lambda e: e.name):
-        entry_point.load()(sub)
-    return parser
+        cli.add_command(_argparse_group(entry_point.name, entry_point.load()))
+    return cli
 
 
-def positive_int(value: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+def _argparse_group(name: str, register: Callable[[Any], Any]) -> click.Command:
+    """A command group that a tool declares with argparse (``register(subparsers)``), run under
+    the ``probelog`` command: its own parser reads the arguments that follow its name."""
+    parser = argparse.ArgumentParser(prog="probelog")
+    groups = parser.add_subparsers(dest="command", required=True)
+    register(groups)
 
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The ``#:`` comment above each field of a settings class and its bases, by field name."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
+    def callback(args: tuple[str, ...]) -> int:
         try:
-            lines = inspect.getsource(klass).splitlines()
-        except (OSError, TypeError):
-            continue
-        comment: list[str] = []
-        for line in lines:
-            stripped = line.strip()
-            if stripped.startswith("#:"):
-                comment.append(stripped[2:].strip())
-                continue
-            name = stripped.split(":", 1)[0]
-            if comment and name.isidentifier():
-                docs[name] = " ".join(comment)
-            comment = []
-    return docs
+            parsed = parser.parse_args([name, *args])
+        except SystemExit as exc:  # --help, or a usage error already printed
+            return exc.code if isinstance(exc.code, int) else 2
+        return int(parsed.func(parsed) or 0)
 
-
-def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Settings], seen: set[str]) -> None:
-    """A flag per settings field not added yet (``store_url`` -> ``--store-url``), its help
-    the field's description, default and environment variable."""
-    fresh = {name: spec for name, spec in flat_fields(cls).items() if name not in seen}
-    seen.update(fresh)
-    docs: dict[str, str] = {}
-    for hint in [cls, *(typing.get_type_hints(cls).values())]:
-        if isinstance(hint, type) and issubclass(hint, Settings):
-            docs.update(field_docs(hint))
-    for name, (field, kind) in fresh.items():
-        flags = ["--" + name.replace("_", "-"), *FLAG_ALIASES.get(name, ())]
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
-        shown = ",".join(default) if isinstance(default, tuple) else default
-        help_text = f"{docs.get(name, '')} (default {shown!r}; env PROBELOG_{name.upper()})".lstrip()
-        help_text = help_text.replace("%", "%%")
-        if kind is bool:
-            parser.add_argument(*flags, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif typing.get_origin(kind) is tuple:
-            sep = separator(field)
-            parser.add_argument(
-                *flags, dest=field.name, default=None, help=help_text + f" ({sep!r}-separated)",
-                type=lambda v, sep=sep: split(v, sep),
-            )
-        else:
-            parser.add_argument(*flags, dest=field.name, type=kind, default=None, help=help_text)
+    return click.Command(
+        name, callback=callback, params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        help=getattr(groups.choices.get(name), "description", None) or f"the {name} commands (probelog {name} --help)",
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; a usage mistake ends in one line on stderr and exit code 2."""
     try:
-        return int(args.func(args) or 0)
+        return int(build_cli().main(list(sys.argv[1:] if argv is None else argv), prog_name="probelog", standalone_mode=False) or 0)
+    except click.MissingParameter as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return 2
+    except click.BadParameter as exc:
+        where = exc.param.opts[0] if exc.param is not None and exc.param.opts else exc.param_hint
+        print(f"error: {where}: {exc.message}" if where else f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except click.UsageError as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return 2
+    except click.Abort:
+        return 130
     except BrokenPipeError:
         # Output piped into `head` and the like: stop quietly, as Unix tools do.
         sys.stderr.close()

@@ -10,12 +10,13 @@ exactly as the orchestrator's port does in a five-process deployment.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
 
 from probelog.clip_encoder import main as encoder_main
 from probelog.clip_encoder.config import EncoderSettings
@@ -45,23 +46,26 @@ logger = logging.getLogger(__name__)
 PORT = 50051
 
 
-@dataclass(frozen=True, init=False)
 class EmbeddedSettings(Nested):
     """The five services' settings, nested; built from flat names (``store_url=...``) like the
     flags and environment variables."""
 
-    #: A directory made by ``probelog world build``: fills in every path below that is unset.
-    world: str = ""
-    store: StoreSettings = field(default_factory=StoreSettings)
+    world: str = Field(
+        "",
+        description="A directory made by `probelog world build`: fills in every model, CLIP, probe-set and "
+        "background setting left unset.",
+    )
+    store: StoreSettings = Field(default_factory=StoreSettings)
     #: In-process ONNX models (``--onnx-allow-paths`` lets ``probelog index PATH`` name a model
     #: file on the server's disk: local development only).
-    runner: RunnerSettings = field(default_factory=RunnerSettings)
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
-    ranker: RankerSettings = field(default_factory=RankerSettings)
-    orchestrator: OrchestratorSettings = field(default_factory=OrchestratorSettings)
-    #: The model explorer's port, on the gRPC port's host (0: any free port); -1 serves no page.
-    web_port: int = -1
-    web: WebSettings = field(default_factory=WebSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+    ranker: RankerSettings = Field(default_factory=RankerSettings)
+    orchestrator: OrchestratorSettings = Field(default_factory=OrchestratorSettings)
+    web_port: int = Field(
+        -1, description="The model explorer's port, on the gRPC port's host (0: any free port); -1 serves no page."
+    )
+    web: WebSettings = Field(default_factory=WebSettings)
 
 
 def world_defaults(world_dir: str | Path) -> dict[str, Any]:
@@ -90,9 +94,9 @@ def resolve(settings: EmbeddedSettings) -> EmbeddedSettings:
     """Fill the paths still at their defaults from ``settings.world``."""
     if not settings.world:
         return settings
-    current, base = settings.flat_values(), EmbeddedSettings().flat_values()
+    current, base = settings.flat_values(), EmbeddedSettings.defaults()
     updates = {name: value for name, value in world_defaults(settings.world).items() if current[name] == base[name]}
-    return dataclasses.replace(settings, **updates)
+    return settings.updated(updates)
 
 
 @dataclass
@@ -147,7 +151,7 @@ async def build(settings: EmbeddedSettings) -> Embedded:
 
 async def serve(settings: EmbeddedSettings, ready_file: str = "") -> None:
     if not settings.listen_address:  # loopback unless told otherwise (it may run without keys)
-        settings = dataclasses.replace(settings, listen_address=f"127.0.0.1:{PORT}")
+        settings = settings.model_copy(update={"listen_address": f"127.0.0.1:{PORT}"})
     if settings.web_port >= 0:
         try:
             from probelog.web import main as web_main

@@ -157,6 +157,6 @@ async def test_every_service_reports_health(five):
 
 def test_cli_reports_unreachable_server():
     result = procs.cli(["search", "cat", "--address", "127.0.0.1:9"])
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "UNAVAILABLE" in result.stderr and "127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr

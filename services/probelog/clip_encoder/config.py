@@ -1,43 +1,57 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import NoDecode
 
 from probelog.clip_encoder.encoder import DEFAULT_PROMPT_TEMPLATES, DEFAULT_TEXT_CACHE_SIZE, QueryLimits
 from probelog.common import limits
-from probelog.common.settings import Settings
+from probelog.common.settings import Settings, Split, peer
 
 PORT = 50053
+#: Prompt templates may hold commas: they are separated by "|".
+PromptTemplates = Annotated[tuple[str, ...], NoDecode, Split("|"), BeforeValidator(Split("|"))]
 
 
-@dataclass(frozen=True)
 class EncoderSettings(Settings):
-    #: open_clip model name, e.g. "ViT-B-32", or a custom config's name.
-    clip_model: str = ""
-    #: open_clip pretrained tag (e.g. "laion2b_s34b_b79k") or checkpoint path; empty for an
-    #: "hf-hub:" model; "none" builds random weights (tests only). Required otherwise.
-    clip_pretrained: str = ""
-    #: Optional model-config JSON registered with open_clip before loading.
-    clip_config: str = ""
-    #: Where CLIP runs: "auto" (CUDA when a GPU is visible), "cpu" or "cuda" (fp16 autocast).
-    clip_device: str = "auto"
-    #: Where downloaded CLIP weights are kept across restarts ("": open_clip's default, ~/.cache).
-    clip_weights_dir: str = ""
-    store_address: str = field(default="127.0.0.1:50054", metadata={"peer": True})
-    #: Probe-set embeddings are cached here across restarts ("" disables the disk cache).
-    cache_dir: str = "/tmp/probelog-cache"
-    #: Templates, each with one "{}", separated by "|".
-    prompt_templates: tuple[str, ...] = field(default=DEFAULT_PROMPT_TEMPLATES, metadata={"separator": "|"})
-    #: torch intra-op threads (0: torch's default).
-    torch_threads: int = 0
-    #: Limits on a query's prompt templates (count, characters of each).
-    max_prompt_templates: int = limits.DEFAULT_MAX_PROMPT_TEMPLATES
-    max_template_chars: int = limits.DEFAULT_MAX_TEMPLATE_CHARS
-    #: Largest query image, in pixels (width x height), read from its header before decoding.
-    max_image_pixels: int = limits.DEFAULT_MAX_IMAGE_PIXELS
-    #: Threads that decode query images, off the event loop.
-    image_decode_workers: int = 2
-    #: Descriptors of this many recent query texts are kept in memory (0: no cache).
-    text_cache_size: int = DEFAULT_TEXT_CACHE_SIZE
+    clip_model: str = Field("", description="open_clip model name, e.g. \"ViT-B-32\", or a custom config's name.")
+    clip_pretrained: str = Field(
+        "",
+        description="open_clip pretrained tag (e.g. \"laion2b_s34b_b79k\") or checkpoint path; empty for an "
+        "\"hf-hub:\" model; \"none\" builds random weights (tests only). Required otherwise.",
+    )
+    clip_config: str = Field("", description="Optional model-config JSON registered with open_clip before loading.")
+    clip_device: str = Field(
+        "auto", description="Where CLIP runs: \"auto\" (CUDA when a GPU is visible), \"cpu\" or \"cuda\" (fp16 autocast)."
+    )
+    clip_weights_dir: str = Field(
+        "", description="Where downloaded CLIP weights are kept across restarts (\"\": open_clip's default, ~/.cache)."
+    )
+    store_address: str = peer("127.0.0.1:50054", "The descriptor store service (host:port).")
+    cache_dir: str = Field(
+        "/tmp/probelog-cache",
+        description="Probe-set embeddings are cached here across restarts (\"\" disables the disk cache).",
+    )
+    prompt_templates: PromptTemplates = Field(
+        DEFAULT_PROMPT_TEMPLATES, description="Prompt templates, each with one \"{}\"."
+    )
+    torch_threads: int = Field(0, description="torch intra-op threads (0: torch's default).")
+    max_prompt_templates: int = Field(
+        limits.DEFAULT_MAX_PROMPT_TEMPLATES, description="Most prompt templates a query may bring."
+    )
+    max_template_chars: int = Field(
+        limits.DEFAULT_MAX_TEMPLATE_CHARS, description="Most characters in each of a query's prompt templates."
+    )
+    max_image_pixels: int = Field(
+        limits.DEFAULT_MAX_IMAGE_PIXELS,
+        description="Largest query image, in pixels (width x height), read from its header before decoding.",
+    )
+    image_decode_workers: int = Field(2, description="Threads that decode query images, off the event loop.")
+    text_cache_size: int = Field(
+        DEFAULT_TEXT_CACHE_SIZE,
+        description="Descriptors of this many recent query texts are kept in memory (0: no cache).",
+    )
 
     @property
     def query_limits(self) -> QueryLimits:

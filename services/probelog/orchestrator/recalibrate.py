@@ -20,13 +20,13 @@ single writer. ``--store-url`` opens the store directly (Redis, or a stopped fil
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -145,34 +145,36 @@ async def _recalibrate_batch(
 # ---------------------------------------------------------------------- command line
 
 
-def register(sub: Any) -> None:
-    """Add ``probelog recalibrate`` to the CLI's subcommands."""
-    p = sub.add_parser(
-        "recalibrate",
-        help="recompute every stored model's calibration offsets against a new background set",
-        description=__doc__.split("\n\n")[1],
-    )
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--store-address", help="DescriptorStoreService host:port (while it runs)")
-    where.add_argument("--store-url", help="open the store directly: redis://... or file:///path")
-    p.add_argument(
-        "--background", required=True,
-        help="raw background descriptors (.npy, n_background x n_probes), or concept names "
-        "(a file with one per line, or imagenet1k) encoded through --encoder-address",
-    )
-    p.add_argument("--encoder-address", help="ClipEncoderService host:port, for a names background")
-    p.add_argument(
-        "--k", type=int, default=None,
-        help=f"background concepts averaged per offset (default: {DEFAULT_CALIBRATION_K}, or the background size "
-        "when that is smaller)",
-    )
-    p.add_argument("--probe-set", default="", help="probe-set id (default: the only one in the store)")
-    p.add_argument("--force", action="store_true", help="also models already calibrated this way")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=main)
+def command() -> Any:
+    """``probelog recalibrate``, a click command (click is imported only when the CLI runs)."""
+    import click
+
+    def callback(**values: Any) -> int:
+        if bool(values["store_address"]) == bool(values["store_url"]):
+            raise click.UsageError("give --store-address or --store-url (one of them)")
+        return main(SimpleNamespace(**values))
+
+    return click.Command("recalibrate", callback=callback, help=__doc__.split("\n\n")[1], params=[
+        click.Option(["--store-address"], help="DescriptorStoreService host:port (while it runs)"),
+        click.Option(["--store-url"], help="open the store directly: redis://... or file:///path"),
+        click.Option(
+            ["--background"], required=True,
+            help="raw background descriptors (.npy, n_background x n_probes), or concept names "
+            "(a file with one per line, or imagenet1k) encoded through --encoder-address",
+        ),
+        click.Option(["--encoder-address"], help="ClipEncoderService host:port, for a names background"),
+        click.Option(
+            ["--k"], type=int, default=None,
+            help=f"background concepts averaged per offset (default: {DEFAULT_CALIBRATION_K}, or the background "
+            "size when that is smaller)",
+        ),
+        click.Option(["--probe-set"], default="", help="probe-set id (default: the only one in the store)"),
+        click.Option(["--force"], is_flag=True, help="also models already calibrated this way"),
+        click.Option(["--quiet"], is_flag=True, help="no progress bar"),
+    ], short_help="recompute every stored model's calibration offsets against a new background set")
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: SimpleNamespace) -> int:
     try:
         return asyncio.run(_main(args))
     except ProbeLogError as exc:
@@ -180,7 +182,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: SimpleNamespace) -> int:
     from tqdm import tqdm
 
     from probelog.common.server import create_channel

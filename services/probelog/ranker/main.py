@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 
@@ -50,7 +49,7 @@ def check(settings: RankerSettings) -> None:
 async def build(settings: RankerSettings, peers: Peers) -> Built[Ranker]:
     """The ranker, loaded from and following the store (its peer)."""
     hostname = os.environ.get("HOSTNAME", "")
-    settings = dataclasses.replace(settings, shard_index=shard_ordinal(settings, hostname))
+    settings = settings.model_copy(update={"shard_index": shard_ordinal(settings, hostname)})
     check(settings)
     ranker = Ranker(
         need(peers.store, "descriptor store"),

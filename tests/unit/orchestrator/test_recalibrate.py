@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
 from probelog import cli
 from probelog.core import calibration_offsets, logit_entries, zscore
@@ -78,6 +77,6 @@ def test_recalibrate_rejects_a_background_of_the_wrong_probe_set(tmp_path, capsy
     assert code == 1 and "--encoder-address" in capsys.readouterr().err
 
 
-def test_recalibrate_needs_a_store():
-    with pytest.raises(SystemExit):
-        cli.main(["recalibrate", "--background", "x.npy"])
+def test_recalibrate_needs_a_store(capsys):
+    assert cli.main(["recalibrate", "--background", "x.npy"]) == 2
+    assert capsys.readouterr().err.strip() == "error: give --store-address or --store-url (one of them)"
