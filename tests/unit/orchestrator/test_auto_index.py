@@ -39,7 +39,7 @@ class FakeStore:
     async def list_probe_sets(self, *, timeout: float | None = None):
         return [PS]
 
-    async def list_models(self, probe_set_id: str, *, page_size: int = 100, page_token: str = "", timeout=None):
+    async def list_models(self, probe_set_id: str, *, page_size: int = 100, page_token: str = "", partitions=(), timeout=None):
         ids = sorted(self.indexed)
         start = ids.index(page_token) + 1 if page_token else 0
         page = ids[start : start + 2]
