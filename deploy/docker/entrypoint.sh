@@ -89,7 +89,7 @@ if [ "${1:-}" = serve ]; then
             # No role named: the image's own (`--help` and the like pass through unchanged).
             case " $* " in *" --help "* | *" -h "*) exec probelog serve "$@" ;; esac
             role=${PROBELOG_IMAGE_ROLE:-}
-            [ -n "$role" ] || fail "serve needs a role: orchestrator, descriptor-store, probe-runner, clip-encoder, ranker, web or --embedded"
+            [ -n "$role" ] || fail "serve needs a role: orchestrator, indexer, descriptor-store, probe-runner, clip-encoder, ranker, web or --embedded"
             ;;
         *) role=$1; shift ;;
     esac
@@ -106,7 +106,7 @@ if [ "${1:-}" = serve ]; then
             set -- --embedded "$@"
             ;;
         clip-encoder) check_clip "$@"; set -- "$role" "$@" ;;
-        orchestrator) check_orchestrator "$@"; set -- "$role" "$@" ;;
+        orchestrator | indexer) check_orchestrator "$@"; set -- "$role" "$@" ;;
         descriptor-store) check_store "$@"; set -- "$role" "$@" ;;
         *) set -- "$role" "$@" ;;
     esac

@@ -535,14 +535,26 @@ class PositiveInt(click.ParamType):
         return number
 
 
-def _setting_option(name: str, field: FieldInfo) -> click.Option:
-    """A flag for a settings field (``store_url`` -> ``--store-url``), its help the field's
-    description, default and environment variable. It defaults to None: the settings then read
-    the environment, or keep their default."""
+def _field_help(name: str, field: FieldInfo) -> str:
+    """A settings field's description, default and environment variable."""
     default = field.get_default(call_default_factory=True)
     sep = separator(field)
     shown = sep.join(default) if sep is not None else default
-    help_text = f"{field.description or ''} (default {shown!r}; env {env_name(name)})".lstrip()
+    return f"{field.description or ''} (default {shown!r}; env {env_name(name)})".lstrip()
+
+
+def _setting_option(name: str, fields: dict[str, FieldInfo]) -> click.Option:
+    """A flag for a settings field (``store_url`` -> ``--store-url``) that one or more roles take,
+    its help the field's description, default and environment variable (each role's, where roles
+    differ: ``serve indexer`` runs one worker by default, the orchestrator none). It defaults to
+    None: the settings then read the environment, or keep their default."""
+    field = next(iter(fields.values()))
+    sep = separator(field)
+    helps: dict[str, str] = {}
+    for role, role_field in fields.items():
+        helps.setdefault(_field_help(name, role_field), role)
+    first, *others = helps
+    help_text = "; ".join([first, *(f"{helps[text]}: {text}" for text in others)])
     decls = [flag(name), *FLAG_ALIASES.get(name, ())]
     if field.annotation is bool:
         return click.Option([f"{decls[0]}/--no-{decls[0][2:]}", *decls[1:], name], default=None, help=help_text)
@@ -554,10 +566,11 @@ def _setting_option(name: str, field: FieldInfo) -> click.Option:
 
 def _serve_command() -> click.Command:
     """``probelog serve``: every service's settings as flags; each service takes its own only."""
-    options: dict[str, click.Option] = {}
-    for settings_cls, _ in _services().values():
+    fields: dict[str, dict[str, FieldInfo]] = {}
+    for role, (settings_cls, _) in _services().items():
         for name, field in flat_fields(settings_cls).items():
-            options.setdefault(name, _setting_option(name, field))
+            fields.setdefault(name, {})[role] = field
+    options = {name: _setting_option(name, by_role) for name, by_role in fields.items()}
     return _command("serve", _serve, [
         click.Argument(["service"], required=False, type=click.Choice(SERVICE_NAMES)),
         click.Option(["--embedded"], is_flag=True, help="all five services in one process"),

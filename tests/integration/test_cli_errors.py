@@ -30,7 +30,7 @@ def test_an_unknown_flag_is_one_line():
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.startswith(f"error: No such option '{flag_name}'") and len(result.stderr.splitlines()) == 1
     one_line_error(procs.cli(["serve", "nope"]), "error: service: 'nope' is not one of 'orchestrator', "
-                   "'probe-runner', 'clip-encoder', 'descriptor-store', 'ranker', 'web'.")
+                   "'indexer', 'probe-runner', 'clip-encoder', 'descriptor-store', 'ranker', 'web'.")
 
 
 def test_bad_numbers_and_missing_files_are_one_line(tmp_path):

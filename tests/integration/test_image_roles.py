@@ -25,6 +25,7 @@ EXTRA_MODULES = {
 # (the encoder imports torch only when it picks a device).
 ROLE_CODE = {
     "orchestrator": "import probelog.cli, probelog.orchestrator.main, probelog.common.tracing",
+    "indexer": "import probelog.cli, probelog.orchestrator.main, probelog.orchestrator.work_queue",
     "descriptor-store": "import probelog.descriptor_store.main, probelog.descriptor_store.redis_store",
     "probe-runner": "import probelog.probe_runner.main, probelog.probe_runner.triton",
     "clip-encoder": (
