@@ -84,6 +84,13 @@ pip_conf="$work/pip.conf"
   pip config list 2>/dev/null | sed -n "s/^global\.\([a-z-]*\)='\(.*\)'$/\1 = \2/p"
 } >"$pip_conf"
 mounts=(-v "$pip_conf:/etc/pip.conf:ro")
+# The host's CA bundle (a proxy in front of the registries may sign with its own CA) at a path
+# of its own, so the base image's bundle stays as it is.
+cert=$(sed -n 's/^cert = //p' "$pip_conf")
+if [ -n "$cert" ] && [ -f "$cert" ]; then
+  sed -i 's|^cert = .*|cert = /run/image-check/ca.crt|' "$pip_conf"
+  mounts+=(-v "$cert:/run/image-check/ca.crt:ro")
+fi
 for folder in $(sed -n 's/^\(find-links\|extra-index-url\|constraint\) = //p' "$pip_conf" | tr ' ' '\n' \
     | sed 's|^file://||; s|/simple/*$||' | grep '^/' | sort -u); do
   [ -e "$folder" ] && mounts+=(-v "$folder:$folder:ro")
@@ -100,6 +107,7 @@ build() {  # build NAME DOCKERFILE BUILD-ARGS...
       -t "localhost/$name:$TAG" . >"$work/$name.log" 2>&1; then
     log "built $name in $(( $(date +%s) - t0 )) s"
   else
+    grep -v '^\s*$' "$work/$name.log" | tail -n 20 | sed 's/^/[image-check]   /' >&2
     fail "building $name: $(grep -v '^\s*$' "$work/$name.log" | tail -1)"
   fi
 }
