@@ -126,7 +126,9 @@ buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | grep ":$TAG " | sed 's/
 if buildah inspect --type image "localhost/probelog-embedded:$TAG" >/dev/null 2>&1; then
   container=$(buildah from "localhost/probelog-embedded:$TAG")
   run=(buildah run --isolation chroot --user 10001:10001 "$container" --)
-  if out=$("${run[@]}" probelog-entrypoint serve clip-encoder 2>&1); then
+  # buildah run adds lines of its own about the exit status; the entrypoint's are the rest.
+  if out=$("${run[@]}" probelog-entrypoint serve clip-encoder 2>&1 | grep -v -e '^subprocess exited with status' \
+      -e '^Error: exit status'; exit "${PIPESTATUS[0]}"); then
     fail "the encoder served without a CLIP model or checkpoint"
   elif [ "$(printf '%s\n' "$out" | wc -l)" -ne 1 ]; then
     fail "a missing CLIP setting was not one line: $out"
@@ -151,10 +153,10 @@ if buildah inspect --type image "localhost/probelog-embedded:$TAG" >/dev/null 2>
     for _ in $(seq 120); do
       reply=$("$GRPCURL" -plaintext -max-time 120 -d '{"text": "red striped circle", "top_k": 3}' \
         "127.0.0.1:$port" probelog.v1.SearchService/Search 2>&1) || break
-      grep -q '"modelId"' <<<"$reply" && break
+      grep -qE '"model_?[iI]d"' <<<"$reply" && break
       sleep 2
     done
-    if grep -q '"modelId"' <<<"$reply"; then
+    if grep -qE '"model_?[iI]d"' <<<"$reply"; then
       log "Search after $(( $(date +%s) - t0 )) s: $(tr -d ' \n' <<<"$reply" | cut -c1-240)"
     else
       fail "grpcurl Search: $(tr '\n' ' ' <<<"$reply" | cut -c1-300)"

@@ -20,7 +20,7 @@ class OrchestratorSettings(Settings):
         "",
         "Ranker shards found through DNS instead (with ranker_shards): shard i's address is this with {i} "
         "replaced by i, e.g. the pods of a StatefulSet behind its headless Service, "
-        "\"probelog-ranker-{i}.probelog-ranker-headless.<namespace>.svc.cluster.local:50055\". Any gRPC "
+        "\"probelog-ranker-{i}.probelog-ranker.<namespace>.svc.cluster.local:50055\". Any gRPC "
         "target form: \"dns://<server>:<port>/<name>:<port>\" asks that DNS server.",
     )
     ranker_shards: int = peer(0, "How many ranker shards ranker_dns names (0 when ranker_dns is not used).")
