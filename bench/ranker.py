@@ -438,8 +438,13 @@ def file_study(n: int, reps: int, seed: int, folder: str) -> dict[str, object]:
         store = FileDescriptorStore(Path(folder) / "store")  # empty: sequence 0
         await store.open()
         ranker = Ranker(store, index_dir=Path(folder) / "index")
+        await ranker.start()  # knows the store's partitions and sequences, holds no model
+        # The synthetic index is put in place of the ranker's (empty) one, as if it had been
+        # loaded from the store: its files are stale from then on.
         ranker.indexes = {PROBE_SET: index}
+        ranker._saved = None
         await ranker.save_index_files()
+        await ranker.stop()
         await store.close()
 
     c, w = time.process_time(), time.perf_counter()
@@ -695,25 +700,26 @@ def targets(study: dict[str, object], memory: list[dict[str, object]], file: dic
         "What bounds the figures that miss:", "",
         f"- One query costs {ns_row:.1f} ns of CPU per logit{cycles}; the floor streams the "
         f"{study['bytes']} bytes of a row in {floor / n * 1e9:.1f} ns. A row reads 32 of its 50 "
-        "probes before its first early-exit check (four blocks of eight, each summed in vector "
-        "registers: eight index loads, eight scalar loads of query values into one register, one "
-        "float16 decode, one subtract, one multiply and the fixed pairwise tree, about 30 "
-        "instructions), and most rows leave there. What is left is per-row work: the bound "
-        "(threshold + offset)^2, 32 loads scattered over the 16 KB query table, and the one branch "
-        "that ends the row. The fixed summation order that keeps scores bit-identical across back "
-        "ends and batch sizes rules out reassociation and fused multiply-add. This host's AVX-512 "
-        "gathers were slower than the scalar loads (see 'What was tried'); a probe-major layout "
-        "of 16-row blocks measured 3.8-4.3x the floor with the old kernel, its rows running in "
-        "lockstep to the slowest one's exit.",
-        f"- A batch of 32 costs {b32 / (n * R * 32) * 1e9:.3f} ns of CPU per (probe, query): "
-        "the 32 queries' values at a probe are contiguous (a 128-byte row of the (4,000 x 32) "
-        "query table, L2-resident), so the work is three vector float32 operations per 16 "
-        "(probe, query) pairs; a row leaves only when all 32 queries have left it (27 of 50 "
-        "probes on average, against 19 for one query). Vector add throughput bounds it; fused "
-        "multiply-add would save one of the three operations at the cost of bit-identical scores. "
-        "Delaying a batch's first check as the single query's "
-        "is (to 24 probes, measured) made it slower: a batch row leaving after 16 probes pays 8 more "
-        "for 32 queries.",
+        "probes before its first early-exit check: one chunk of four blocks of eight, summed lane "
+        "by lane in one vector register (per block: two 64-bit loads of indices split by shifts, "
+        "eight scalar loads of query values into the register, one float16 decode, one subtract, "
+        "one multiply, one add) and one horizontal tree per chunk; most rows leave there. What is "
+        "left is per-row work: the bound, 32 loads scattered over the 16 KB query table, and the "
+        "branch that ends the row. Reading fewer probes first costs more than it saves: rows "
+        "leave after 16 to 24 probes in a pattern the branch predictor cannot follow. The fixed "
+        "summation order that keeps scores bit-identical across back ends and batch sizes rules "
+        "out reassociation. This host's AVX-512 gathers were slower than the scalar loads, and a "
+        "probe-major layout of 16-row blocks measured 3.8-4.3x the floor with an older kernel, "
+        "its rows running in lockstep to the slowest one's exit (see 'What was tried').",
+        f"- A batch of 32 costs {b32 / (n * R * 32) * 1e9:.3f} ns of CPU per (probe, query) of the "
+        "row's r: per probe, the 32 queries' values are two 64-byte vectors of the (4,000 x 32) "
+        "query table (512 KB, read from L2), each subtracted by a broadcast of the row's value, "
+        "squared and added to its lane register, three vector operations per 16 (probe, query) "
+        "pairs; the lanes of all 32 queries stay in 16 registers through a chunk. A row leaves "
+        "only when all 32 queries have left it: the first check after 32 probes, then after "
+        "each block (a check inside the first chunk costs its tree of 16 vector adds for every "
+        "row and saves little). Vector add throughput and the table's L2 traffic bound it; fused "
+        "multiply-add (4% faster, measured) would make scores differ from the numpy fallback's.",
         "- The host: figures are CPU time of this process, which other tenants inflate only "
         "through shared caches and memory bandwidth; the load average seen is given per table.",
         "",

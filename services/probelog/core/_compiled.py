@@ -56,13 +56,14 @@ MAX_BATCH = 32
 LANES = 16
 #: Relative widening of the pre-filter bound (float32 rounding is ~6e-8).
 _SLACK = np.float32(1e-5)
-#: Blocks of eight probes a single-query scan sums before its first early-exit check. Checked
-#: after every block, most rows leave after 16 or 24 probes, and which is hard to predict: each
-#: row ended on a mispredicted branch behind its whole chain of loads and adds, which cost more
-#: than the blocks a row now reads in vain. After 32 probes nearly every row leaves at the first
-#: check, a branch the processor predicts, so it overlaps consecutive rows (first check after
-#: 24, 32 and 40 probes measured; bench/results/ranker.md).
-_HEAD_BLOCKS = 4
+#: Blocks of eight probes per chunk of the summation order (kernels.CHUNK_BLOCKS), and the
+#: blocks a scan reads before its first early-exit check. Checked after every block, most rows
+#: leave after 16 or 24 probes, and which is hard to predict: each row ended on a mispredicted
+#: branch behind its whole chain of loads and adds, which cost more than the blocks a row now
+#: reads in vain. After 32 probes nearly every row leaves at the first check, a branch the
+#: processor predicts, so it overlaps consecutive rows (first checks after 16 to 40 probes
+#: measured; bench/results/ranker.md).
+_CHUNK_BLOCKS = 4
 
 
 def _writable(folder: Path) -> bool:
@@ -117,7 +118,9 @@ def _stack_f32(typingctx: Any, n: Any) -> Any:
     size = n.literal_value
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
+        buffer = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
+        buffer.align = 64  # whole cache lines: vector loads and stores never straddle two
+        return buffer
 
     return types.CPointer(types.float32)(n), codegen
 
@@ -134,63 +137,101 @@ def _f16_to_f32(typingctx: Any, h: Any) -> Any:
     return types.float32(types.uint16), codegen
 
 
-@intrinsic
-def _block8_sq(typingctx: Any, z: Any, idx: Any, val: Any, row: Any, j: Any) -> Any:
-    """``((d0^2 + d1^2) + (d2^2 + d3^2)) + ((d4^2 + d5^2) + (d6^2 + d7^2))`` with
-    ``d_i = z[idx[row, j + i]] - val[row, j + i]``: a block of eight probes in the shared
-    summation order, in vector registers.
-
-    The eight query values go into one register by scalar loads (this host's AMD gathers are
-    slower than the loads they replace); the eight values are one load and one float16 decode;
-    one subtract and one multiply serve all eight; the pairwise sums are the scalar tree's, lane
-    by lane, so the result is bit-identical to eight scalar terms. idx and val must be
-    C-contiguous (a row's entries adjacent).
-    """
-    arrays_fit = (
+def _rows_fit(z: Any, idx: Any, val: Any) -> bool:
+    """The arrays the single-query scan reads: a float32 query, C-contiguous rows."""
+    return (
         isinstance(z, types.Array) and z.ndim == 1 and z.dtype == types.float32
         and isinstance(idx, types.Array) and idx.ndim == 2 and idx.layout == "C"
         and idx.dtype in (types.uint16, types.uint32)
         and isinstance(val, types.Array) and val.ndim == 2 and val.layout == "C"
         and val.dtype in (types.uint16, types.float32)
     )
-    if not arrays_fit:
+
+
+def _decoded8(context: Any, builder: Any, val_ty: Any, values: Any) -> Any:
+    """<8 x float> of the eight values at ``values``: one load, and one float16 decode
+    (vcvtph2ps) when stored as float16 bits."""
+    f32x8 = ir.VectorType(ir.FloatType(), 8)
+    if val_ty.dtype == types.uint16:
+        bits = builder.load(builder.bitcast(values, ir.VectorType(ir.IntType(16), 8).as_pointer()), align=2)
+        return builder.fpext(builder.bitcast(bits, ir.VectorType(ir.HalfType(), 8)), f32x8)
+    return builder.load(builder.bitcast(values, f32x8.as_pointer()), align=4)
+
+
+def _squares8(context: Any, builder: Any, sig: Any, args: Any, j: Any) -> Any:
+    """<8 x float> of ``(z[idx[row, j + i]] - val[row, j + i])^2``, i < 8, for a codegen whose
+    first arguments are z, idx, val, row.
+
+    The eight query values go into one register by scalar loads (this host's AMD gathers are
+    slower than the loads they replace); uint16 indices come four to a 64-bit load, split by
+    shifts (ALU work instead of load-port work); one subtract and one multiply serve all eight.
+    """
+    z_ty, idx_ty, val_ty, row_ty = sig.args[:4]
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    at = [context.cast(builder, args[3], row_ty, types.intp), j]
+
+    def entry(ty: Any, arg: Any) -> Any:
+        return cgutils.get_item_pointer(context, builder, ty, context.make_array(ty)(context, builder, arg), at)
+
+    a = _decoded8(context, builder, val_ty, entry(val_ty, args[2]))
+    indices = entry(idx_ty, args[1])
+    if idx_ty.dtype == types.uint16:
+        words = builder.bitcast(indices, i64.as_pointer())
+        probes = []
+        for w in range(2):
+            word = builder.load(builder.gep(words, [ir.Constant(i64, w)]), align=2)
+            probes += [builder.and_(builder.lshr(word, ir.Constant(i64, 16 * i)), ir.Constant(i64, 0xFFFF)) for i in range(4)]
+    else:
+        probes = [builder.zext(builder.load(builder.gep(indices, [ir.Constant(i64, i)])), i64) for i in range(8)]
+    zdata = context.make_array(z_ty)(context, builder, args[0]).data
+    g = a.type(ir.Undefined)
+    for i, t in enumerate(probes):
+        g = builder.insert_element(g, builder.load(builder.gep(zdata, [t]), align=4), ir.Constant(i32, i))
+    d = builder.fsub(g, a)
+    return builder.fmul(d, d)
+
+
+def _tree8(builder: Any, lanes: list[Any]) -> Any:
+    """((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), element-wise over eight values."""
+    add = builder.fadd
+    return add(add(add(lanes[0], lanes[1]), add(lanes[2], lanes[3])), add(add(lanes[4], lanes[5]), add(lanes[6], lanes[7])))
+
+
+def _hsum8(builder: Any, v: Any) -> Any:
+    """_tree8 of the eight elements of one <8 x float> register, by pairwise shuffles."""
+    i32 = ir.IntType(32)
+
+    def pairs(v: Any, n: int) -> Any:
+        """[v0 + v1, v2 + v3, ...]: n sums of adjacent elements."""
+        even = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(0, 2 * n, 2))))
+        odd = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(1, 2 * n, 2))))
+        return builder.fadd(even, odd)
+
+    halves = pairs(pairs(v, 4), 2)
+    return builder.fadd(builder.extract_element(halves, ir.Constant(i32, 0)), builder.extract_element(halves, ir.Constant(i32, 1)))
+
+
+@intrinsic
+def _chunk_sq(typingctx: Any, z: Any, idx: Any, val: Any, row: Any, j: Any, n_blocks: Any) -> Any:
+    """One chunk of the shared order for one query: ``tree8(L)`` with ``L[i] = sum_b (z[t] -
+    a)^2`` over probes j + 8b + i, b = 0 .. n_blocks - 1 (a literal, 1 to _CHUNK_BLOCKS) in
+    order. The eight lanes are one vector register: the blocks add up vertically, and only the
+    chunk's sum needs a horizontal tree. idx and val must be C-contiguous.
+    """
+    if not _rows_fit(z, idx, val) or not isinstance(n_blocks, types.IntegerLiteral):
+        return None
+    count = n_blocks.literal_value
+    if not 1 <= count <= _CHUNK_BLOCKS:
         return None
 
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        z_ty, idx_ty, val_ty, row_ty, j_ty = sig.args
-        at = [context.cast(builder, args[3], row_ty, types.intp), context.cast(builder, args[4], j_ty, types.intp)]
-        f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
-        f32x8 = ir.VectorType(f32, 8)
+        j0 = context.cast(builder, args[4], sig.args[4], types.intp)
+        lanes = _squares8(context, builder, sig, args, j0)
+        for b in range(1, count):
+            lanes = builder.fadd(lanes, _squares8(context, builder, sig, args, builder.add(j0, ir.Constant(j0.type, 8 * b))))
+        return _hsum8(builder, lanes)
 
-        def entry(ty: Any, arg: Any) -> Any:
-            return cgutils.get_item_pointer(context, builder, ty, context.make_array(ty)(context, builder, arg), at)
-
-        # Values: one unaligned load of eight, decoded together (vcvtph2ps ymm).
-        values = entry(val_ty, args[2])
-        if val_ty.dtype == types.uint16:
-            bits = builder.load(builder.bitcast(values, ir.VectorType(ir.IntType(16), 8).as_pointer()), align=2)
-            a = builder.fpext(builder.bitcast(bits, ir.VectorType(ir.HalfType(), 8)), f32x8)
-        else:
-            a = builder.load(builder.bitcast(values, f32x8.as_pointer()), align=4)
-        zdata = context.make_array(z_ty)(context, builder, args[0]).data
-        indices = entry(idx_ty, args[1])
-        g = f32x8(ir.Undefined)
-        for i in range(8):
-            t = builder.zext(builder.load(builder.gep(indices, [ir.Constant(i64, i)])), i64)
-            g = builder.insert_element(g, builder.load(builder.gep(zdata, [t]), align=4), ir.Constant(i32, i))
-        d = builder.fsub(g, a)
-        sq = builder.fmul(d, d)
-
-        def pairs(v: Any, n: int) -> Any:
-            """[v0 + v1, v2 + v3, ...]: n sums of adjacent lanes."""
-            even = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(0, 2 * n, 2))))
-            odd = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, n), list(range(1, 2 * n, 2))))
-            return builder.fadd(even, odd)
-
-        halves = pairs(pairs(sq, 4), 2)
-        return builder.fadd(builder.extract_element(halves, ir.Constant(i32, 0)), builder.extract_element(halves, ir.Constant(i32, 1)))
-
-    return types.float32(z, idx, val, row, j), codegen
+    return types.float32(z, idx, val, row, j, n_blocks), codegen
 
 
 def _value(val: Any, row: Any, j: Any) -> Any:  # pragma: no cover - typing stub
@@ -279,56 +320,63 @@ def _push(
 
 
 @_jit(inline="always")
-def _bound2(threshold: float, off: float) -> Any:
-    """Largest d^2 a row with this offset may have to enter a heap whose worst score is
-    ``threshold``, widened by _SLACK; negative when no d^2 can (+inf while the heap is not full).
+def _lift(threshold: float) -> Any:
+    """``threshold + _SLACK * |threshold|``: with a row's offset added as ``off + _SLACK *
+    |off|``, the sum ``b`` bounds what a row may score to enter a heap whose worst score is
+    ``threshold``: it may enter only if ``b > 0`` and ``d^2 <= b^2``.
 
-    sqrt(d^2) - offset <= threshold needs d^2 <= (threshold + offset)^2 with threshold + offset
-    >= 0; float32 rounding of the score moves this by ~1e-7 relative, far inside the slack.
+    ``sqrt(d^2) - off <= threshold`` needs ``d^2 <= (threshold + off)^2`` with ``threshold + off
+    >= 0``; float32 rounding of the score moves this by ~1e-7 relative, far inside the slack.
+    The threshold's part changes only when a heap does, so a row costs one add and one multiply.
     """
-    b = threshold + off + _SLACK * (abs(threshold) + abs(off))
-    if b > 0:
-        return b * b
-    return np.float32(-1)
+    return threshold + _SLACK * abs(threshold)
 
 
 # ---------------------------------------------------------------------- search, one query
 #
 # Summation order, shared by every kernel and by the numpy fallback so that a row's score does
-# not depend on the batch it is scored in: blocks of eight probes, each summed as the tree
-# ((d0^2 + d1^2) + (d2^2 + d3^2)) + ((d4^2 + d5^2) + (d6^2 + d7^2)) and added to the running
-# sum, then the r mod 8 remaining probes one by one.
+# not depend on the batch it is scored in: the full blocks of eight probes form chunks of
+# _CHUNK_BLOCKS blocks (the last chunk may be shorter); chunk c's sum is
+#     T_c = ((L0 + L1) + (L2 + L3)) + ((L4 + L5) + (L6 + L7)),
+# where lane L_i adds (z[t] - a)^2 of probe i of each block of the chunk, block after block;
+# the row's sum is (((0 + T_0) + T_1) + ...), then the r mod 8 remaining probes one by one.
+# A single query holds the eight lanes in one vector register, a batch one register per lane
+# and 16 queries: in both, the blocks add up vertically.
 #
 # Early exit: every term is >= 0 and float rounding is monotone, so the running sum never
-# decreases; once it exceeds the row's bound (_bound2) the row cannot enter the heap and the
-# rest of its probes are not read. The rows that are completed get the same sum, in the same
-# order, as without the exit.
+# decreases, and the tree of a chunk's lanes part-way is a lower bound of the chunk's sum; once
+# a bound exceeds the row's limit the row cannot enter the heap and the rest of its probes are
+# not read. The rows that are completed get the same sum, in the same order, as without the
+# exit.
 
 
 @_jit(inline="always")
 def _row_sq(idx: Any, val: Any, row: int, z: Any, bound2: float) -> Any:
     """sum_j (z[t_j] - a_j)^2 in the shared order; stops early (returning a partial sum above
-    ``bound2``) when the sum exceeds ``bound2``, checked after the first _HEAD_BLOCKS blocks
-    and after each block from then on (the r mod 8 last probes are summed without a check). Values are decoded as they are read, so the probes past
-    an early exit cost nothing."""
+    ``bound2``) at the end of the first chunk whose sum takes it past ``bound2`` (the r mod 8
+    last probes are summed without a check). Values are decoded as they are read, so the
+    probes past an early exit cost nothing."""
     r = idx.shape[1]
+    full = r - r % 8
     acc = np.float32(0)
     j = 0
-    head = min(_HEAD_BLOCKS * 8, r - r % 8)
-    while j < head:
-        acc += _block8_sq(z, idx, val, row, j)
-        j += 8
-    if acc > bound2:
-        return acc
-    while j + 8 <= r:
-        acc += _block8_sq(z, idx, val, row, j)
-        j += 8
+    while j + 8 * _CHUNK_BLOCKS <= full:
+        acc += _chunk_sq(z, idx, val, row, j, _CHUNK_BLOCKS)
+        j += 8 * _CHUNK_BLOCKS
         if acc > bound2:
             return acc
-    while j < r:
+    left = (full - j) // 8
+    if left == 3:
+        acc += _chunk_sq(z, idx, val, row, j, 3)
+    elif left == 2:
+        acc += _chunk_sq(z, idx, val, row, j, 2)
+    elif left == 1:
+        acc += _chunk_sq(z, idx, val, row, j, 1)
+    if acc > bound2:
+        return acc
+    for j in range(full, r):
         d0 = z[idx[row, j]] - _value(val, row, j)
         acc += d0 * d0
-        j += 1
     return acc
 
 
@@ -357,11 +405,13 @@ def search_one(
             best_s = np.float32(np.inf)
             best_d = np.float32(0)
             best_r = -1
+            lifted = _lift(threshold)
             for row in range(seg_start[s], seg_stop[s]):
                 off = offset[row]
-                bound2 = _bound2(min(threshold, best_s) if one_hit else threshold, off)
-                if bound2 < 0:
+                b = lifted + (off + _SLACK * abs(off))
+                if not b > 0:
                     continue
+                bound2 = b * b
                 sq = _row_sq(idx, val, row, z, bound2)
                 if sq > bound2:
                     continue
@@ -372,10 +422,12 @@ def search_one(
                         best_s = score
                         best_d = dist
                         best_r = row
+                        lifted = _lift(min(threshold, best_s))
                 else:
                     n = _push(hs[p, 0], hk[p, 0], hr[p, 0], hd[p, 0], hg[p, 0], n, score, key, row, dist, s)
                     if n == k:
                         threshold = hs[p, 0, 0]
+                        lifted = _lift(threshold)
             if one_hit and best_r >= 0:
                 n = _push(hs[p, 0], hk[p, 0], hr[p, 0], hd[p, 0], hg[p, 0], n, best_s, key, best_r, best_d, s)
                 if n == k:
@@ -386,57 +438,170 @@ def search_one(
 # ---------------------------------------------------------------------- search, a batch
 
 
+@intrinsic
+def _decode8(typingctx: Any, val: Any, row: Any, j: Any, out: Any) -> Any:
+    """out[j .. j + 7] = val[row, j .. j + 7] as float32: one load, one decode, one store."""
+    arrays_fit = (
+        isinstance(val, types.Array) and val.ndim == 2 and val.layout == "C" and val.dtype in (types.uint16, types.float32)
+        and isinstance(out, types.Array) and out.ndim == 1 and out.dtype == types.float32
+    )
+    if not arrays_fit:
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        val_ty, row_ty, j_ty, out_ty = sig.args
+        j0 = context.cast(builder, args[2], j_ty, types.intp)
+        at = [context.cast(builder, args[1], row_ty, types.intp), j0]
+        source = cgutils.get_item_pointer(context, builder, val_ty, context.make_array(val_ty)(context, builder, args[0]), at)
+        decoded = _decoded8(context, builder, val_ty, source)
+        target = builder.gep(context.make_array(out_ty)(context, builder, args[3]).data, [j0])
+        builder.store(decoded, builder.bitcast(target, decoded.type.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(val, row, j, out), codegen
+
+
+@intrinsic
+def _batch_chunk(
+    typingctx: Any, zt: Any, idx: Any, values: Any, row: Any, j: Any, n_blocks: Any,
+    check_blocks: Any, groups: Any, acc: Any, bound2: Any,
+) -> Any:
+    """One chunk of the shared order for ``16 * groups`` queries (groups a literal, 1 or 2):
+    ``acc[q] += tree8(L[:, q])`` with ``L[i, q] = sum_b (zt[t, q] - a)^2`` over probes j + 8b + i,
+    b = 0 .. n_blocks - 1 (a literal, 1 to _CHUNK_BLOCKS) in order. L lives in eight vector
+    registers per group of 16 queries; ``values`` holds the row's decoded values, each
+    subtracted by a broadcast from memory.
+
+    Returns False as soon as every query's sum is known to exceed its bound2 (acc then holds
+    no sum of use), else True: at the chunk's end, and, when ``check_blocks`` (a literal),
+    after each block inside it, where ``acc + tree8(L so far)`` is a lower bound of the sum.
+    """
+    arrays_fit = (
+        isinstance(zt, types.Array) and zt.ndim == 2 and zt.layout == "C" and zt.dtype == types.float32
+        and isinstance(idx, types.Array) and idx.ndim == 2 and idx.layout == "C"
+        and idx.dtype in (types.uint16, types.uint32)
+        and all(isinstance(a, types.Array) and a.ndim == 1 and a.dtype == types.float32 for a in (values, acc, bound2))
+        and isinstance(n_blocks, types.IntegerLiteral) and 1 <= n_blocks.literal_value <= _CHUNK_BLOCKS
+        and isinstance(check_blocks, types.BooleanLiteral)
+        and isinstance(groups, types.IntegerLiteral) and groups.literal_value in (1, 2)
+    )
+    if not arrays_fit:
+        return None
+    count = n_blocks.literal_value
+    inner_checks = check_blocks.literal_value
+    n_groups = groups.literal_value
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        zt_ty, idx_ty, values_ty, row_ty, j_ty = sig.args[:5]
+        acc_ty, bound_ty = sig.args[8:]
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        vec = ir.VectorType(ir.FloatType(), LANES)
+        mask = ir.IntType(LANES)
+        j0 = context.cast(builder, args[4], j_ty, types.intp)
+        row = context.cast(builder, args[3], row_ty, types.intp)
+
+        def data(ty: Any, arg: Any) -> Any:
+            return context.make_array(ty)(context, builder, arg).data
+
+        def group_ptrs(ty: Any, arg: Any) -> list[Any]:
+            first = builder.bitcast(data(ty, arg), vec.as_pointer())
+            return [builder.gep(first, [ir.Constant(i64, g)]) for g in range(n_groups)]
+
+        table = data(zt_ty, args[0])
+        indices = cgutils.get_item_pointer(context, builder, idx_ty, context.make_array(idx_ty)(context, builder, args[1]), [row, j0])
+        row_values = builder.gep(data(values_ty, args[2]), [j0])
+        acc_ptrs = group_ptrs(acc_ty, args[8])
+        accs = [builder.load(p, align=4) for p in acc_ptrs]
+        bounds = [builder.load(p, align=4) for p in group_ptrs(bound_ty, args[9])]
+        splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+
+        def any_within(sums: list[Any]) -> Any:
+            within = [builder.bitcast(builder.fcmp_ordered("<=", s, b), mask) for s, b in zip(sums, bounds, strict=True)]
+            merged = within[0] if n_groups == 1 else builder.or_(within[0], within[1])
+            return builder.icmp_unsigned("!=", merged, ir.Constant(mask, 0))
+
+        def sums(lanes: list[list[Any]]) -> list[Any]:
+            return [builder.fadd(accs[g], _tree8(builder, lanes[g])) for g in range(n_groups)]
+
+        leave = builder.append_basic_block("chunk.leave")
+        done = builder.append_basic_block("chunk.done")
+        lanes: list[list[Any]] = [[] for _ in range(n_groups)]
+        for b in range(count):
+            for i in range(8):
+                at = ir.Constant(i64, 8 * b + i)
+                t = builder.zext(builder.load(builder.gep(indices, [at])), i64)
+                probe_row = builder.bitcast(builder.gep(table, [builder.mul(t, ir.Constant(i64, LANES * n_groups))]), vec.as_pointer())
+                a = builder.insert_element(vec(ir.Undefined), builder.load(builder.gep(row_values, [at])), ir.Constant(i32, 0))
+                a = builder.shuffle_vector(a, vec(ir.Undefined), splat)
+                for g in range(n_groups):
+                    d = builder.fsub(builder.load(builder.gep(probe_row, [ir.Constant(i64, g)]), align=4), a)
+                    sq = builder.fmul(d, d)
+                    if b == 0:
+                        lanes[g].append(sq)
+                    else:
+                        lanes[g][i] = builder.fadd(lanes[g][i], sq)
+            if inner_checks and b < count - 1:
+                go_on = builder.append_basic_block("chunk.next")
+                builder.cbranch(any_within(sums(lanes)), go_on, leave)
+                builder.position_at_end(go_on)
+        totals = sums(lanes)
+        for total, ptr in zip(totals, acc_ptrs, strict=True):
+            builder.store(total, ptr, align=4)
+        alive = any_within(totals)
+        end = builder.block
+        builder.branch(done)
+        builder.position_at_end(leave)
+        builder.branch(done)
+        builder.position_at_end(done)
+        result = builder.phi(ir.IntType(1))
+        result.add_incoming(alive, end)
+        result.add_incoming(ir.Constant(ir.IntType(1), 0), leave)
+        return result
+
+    return types.boolean(zt, idx, values, row, j, n_blocks, check_blocks, groups, acc, bound2), codegen
+
+
 @_jit(inline="always")
-def _batch_sq(idx: Any, val: Any, row: int, zt: Any, acc: Any, bound2: Any) -> bool:
-    """acc[q] = sum_j (zt[t_j, q] - a_j)^2 for q < zt.shape[1], in the shared order. Returns
-    False as soon as every acc[q] exceeds bound2[q] (the row enters no heap), else True."""
+def _batch_sq(idx: Any, val: Any, row: int, zt: Any, groups: int, values: Any, acc: Any, bound2: Any) -> bool:
+    """acc[q] = sum_j (zt[t_j, q] - a_j)^2 for the ``16 * groups`` queries of zt (groups a
+    literal), in the shared order; ``values``: scratch for the row's r decoded values. Returns
+    False as soon as every query's sum is known to exceed bound2[q] (the row enters no heap),
+    else True: checked at the end of the first chunk, then after every block (as a single
+    query's scan, a check inside the first chunk costs more than the blocks it saves)."""
     r = idx.shape[1]
+    full = r - r % 8
+    for i in range(0, full, 8):
+        _decode8(val, row, i, values)
+    for i in range(full, r):
+        values[i] = _value(val, row, i)
     width = zt.shape[1]
     for q in range(width):
         acc[q] = 0
     j = 0
-    while j + 8 <= r:
-        z0 = zt[idx[row, j]]
-        z1 = zt[idx[row, j + 1]]
-        z2 = zt[idx[row, j + 2]]
-        z3 = zt[idx[row, j + 3]]
-        z4 = zt[idx[row, j + 4]]
-        z5 = zt[idx[row, j + 5]]
-        z6 = zt[idx[row, j + 6]]
-        z7 = zt[idx[row, j + 7]]
-        v0 = _value(val, row, j)
-        v1 = _value(val, row, j + 1)
-        v2 = _value(val, row, j + 2)
-        v3 = _value(val, row, j + 3)
-        v4 = _value(val, row, j + 4)
-        v5 = _value(val, row, j + 5)
-        v6 = _value(val, row, j + 6)
-        v7 = _value(val, row, j + 7)
-        for q in range(width):
-            d0 = z0[q] - v0
-            d1 = z1[q] - v1
-            d2 = z2[q] - v2
-            d3 = z3[q] - v3
-            d4 = z4[q] - v4
-            d5 = z5[q] - v5
-            d6 = z6[q] - v6
-            d7 = z7[q] - v7
-            acc[q] += ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)) + (
-                (d4 * d4 + d5 * d5) + (d6 * d6 + d7 * d7)
-            )
-        j += 8
-        alive = False
-        for q in range(width):
-            alive |= acc[q] <= bound2[q]
-        if not alive:
+    if full >= 8 * _CHUNK_BLOCKS:
+        if not _batch_chunk(zt, idx, values, row, 0, _CHUNK_BLOCKS, False, groups, acc, bound2):
             return False
-    while j < r:
+        j = 8 * _CHUNK_BLOCKS
+    while j + 8 * _CHUNK_BLOCKS <= full:
+        if not _batch_chunk(zt, idx, values, row, j, _CHUNK_BLOCKS, True, groups, acc, bound2):
+            return False
+        j += 8 * _CHUNK_BLOCKS
+    left = (full - j) // 8
+    alive: bool = True
+    if left == 3:
+        alive = _batch_chunk(zt, idx, values, row, j, 3, True, groups, acc, bound2)
+    elif left == 2:
+        alive = _batch_chunk(zt, idx, values, row, j, 2, True, groups, acc, bound2)
+    elif left == 1:
+        alive = _batch_chunk(zt, idx, values, row, j, 1, True, groups, acc, bound2)
+    if not alive:
+        return False
+    for j in range(full, r):
         z0 = zt[idx[row, j]]
-        v0 = _value(val, row, j)
+        v0 = values[j]
         for q in range(width):
             d0 = z0[q] - v0
             acc[q] += d0 * d0
-        j += 1
     return True
 
 
@@ -458,14 +623,17 @@ def search_batch(
     width = zt.shape[1]
     for p in prange(n_parts):
         acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
-        # Padding columns never keep a row alive.
-        bound2 = np.full(width, -1, np.float32)
+        bound2 = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
+        values = np.empty(idx.shape[1], np.float32)
+        # _lift of each query's limit; -inf in the padding columns, which never keep a row alive.
+        lifted = np.full(width, -np.inf, np.float32)
         threshold = np.full(n_queries, np.inf, np.float32)
-        best_s = np.empty(n_queries, np.float32)
+        best_s = np.full(n_queries, np.inf, np.float32)
         best_d = np.empty(n_queries, np.float32)
         best_r = np.empty(n_queries, np.int64)
         for q in range(n_queries):
             hn[p, q] = 0
+            lifted[q] = np.inf
         for s in range(part_seg[p], part_seg[p + 1]):
             if not seg_allowed[s]:
                 continue
@@ -474,16 +642,22 @@ def search_batch(
                 for q in range(n_queries):
                     best_s[q] = np.inf
                     best_r[q] = -1
+                    lifted[q] = _lift(threshold[q])
             for row in range(seg_start[s], seg_stop[s]):
                 off = offset[row]
+                lifted_off = off + _SLACK * abs(off)
                 alive = False
-                for q in range(n_queries):
-                    limit = min(threshold[q], best_s[q]) if one_hit else threshold[q]
-                    bound2[q] = _bound2(limit, off)
-                    alive |= bound2[q] >= 0
+                for q in range(width):
+                    b = lifted[q] + lifted_off
+                    bound2[q] = b * b if b > 0 else np.float32(-1)
+                    alive |= b > 0
                 if not alive:
                     continue
-                if not _batch_sq(idx, val, row, zt, acc, bound2):
+                if width == 2 * LANES:
+                    alive = _batch_sq(idx, val, row, zt, 2, values, acc, bound2)
+                else:
+                    alive = _batch_sq(idx, val, row, zt, 1, values, acc, bound2)
+                if not alive:
                     continue
                 for q in range(n_queries):
                     if acc[q] > bound2[q]:
@@ -495,12 +669,14 @@ def search_batch(
                             best_s[q] = score
                             best_d[q] = dist
                             best_r[q] = row
+                            lifted[q] = _lift(min(threshold[q], score))
                     else:
                         n = _push(hs[p, q], hk[p, q], hr[p, q], hd[p, q], hg[p, q], hn[p, q],
                                   score, key, row, dist, s)
                         hn[p, q] = n
                         if n == k:
                             threshold[q] = hs[p, q, 0]
+                            lifted[q] = _lift(threshold[q])
             if one_hit:
                 for q in range(n_queries):
                     if best_r[q] >= 0:
@@ -535,11 +711,12 @@ def calibration_offsets(
         hi = min(n_rows, lo + block_rows)
         d2 = np.empty((hi - lo, width), np.float32)
         acc = numba.carray(_stack_f32(MAX_BATCH), MAX_BATCH)
+        values = np.empty(idx.shape[1], np.float32)
         everything = np.full(MAX_BATCH, np.inf, np.float32)
         for c in range(n_slices):
             table = bt[c]
             for row in range(lo, hi):
-                _batch_sq(idx, val, row, table, acc, everything)
+                _batch_sq(idx, val, row, table, 2, values, acc, everything)
                 for q in range(MAX_BATCH):
                     d2[row - lo, c * MAX_BATCH + q] = acc[q]
         best = np.empty(k, np.float32)

@@ -18,8 +18,9 @@ Two back ends give the same ranking:
   score matrix; one query, or batches of up to 32 queries per pass;
 - ``numpy``: chunked gathers with a running top-k, used when numba is not installed.
 
-Both compute in float32 with the same operations in the same order (no fused multiply-add, no
-reassociation), so they give bit-identical scores, whatever the batch a query is scored in.
+Both compute in float32 with the same operations in the same order (chunks of up to 32 probes
+summed lane by lane, see :func:`_sum_sq`; no fused multiply-add, no reassociation), so they
+give bit-identical scores, whatever the batch a query is scored in.
 ``PROBELOG_KERNEL=numpy`` forces the fallback.
 """
 
@@ -334,17 +335,27 @@ def _search_compiled(
 # ---------------------------------------------------------------------- numpy
 
 
+#: Blocks of eight probes per chunk of the summation order; the compiled kernels' _CHUNK_BLOCKS.
+CHUNK_BLOCKS = 4
+
+
 def _sum_sq(diff: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """sum over the last axis of diff**2 in the kernels' order (see _compiled): blocks of eight
-    as ((0+1)+(2+3))+((4+5)+(6+7)) added to a running sum, then the rest one by one. Every
-    float32 operation is the compiled kernels', so both back ends give identical scores."""
+    """sum over the last axis of diff**2 in the kernels' order (see _compiled): the full blocks
+    of eight form chunks of CHUNK_BLOCKS blocks; lane i of a chunk adds the square of probe i of
+    each of its blocks in turn, the chunk's sum is ((L0 + L1) + (L2 + L3)) + ((L4 + L5) + (L6 +
+    L7)), the chunks' sums are added in order, then the rest one by one. Every float32
+    operation is the compiled kernels', so both back ends give identical scores."""
     sq = diff * diff
     r = sq.shape[-1]
+    full = r - r % 8
     acc = np.zeros(sq.shape[:-1], dtype=np.float32)
-    for j in range(0, r - r % 8, 8):
-        b = [sq[..., j + i] for i in range(8)]
-        acc += ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]))
-    for j in range(r - r % 8, r):
+    for c0 in range(0, full, 8 * CHUNK_BLOCKS):
+        lanes = sq[..., c0 : c0 + 8]
+        for b in range(c0 + 8, min(c0 + 8 * CHUNK_BLOCKS, full), 8):
+            lanes = lanes + sq[..., b : b + 8]
+        l0, l1, l2, l3, l4, l5, l6, l7 = (lanes[..., i] for i in range(8))
+        acc += ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+    for j in range(full, r):
         acc += sq[..., j]
     return acc
 

@@ -196,7 +196,7 @@ def test_backend_selection(monkeypatch):
     assert kernels.default_backend() == ("numba" if kernels.compiled_available() else "numpy")
 
 
-@pytest.mark.parametrize("r", [5, 8, 50])
+@pytest.mark.parametrize("r", [5, 8, 24, 40, 50, 72])
 def test_scores_are_bit_identical_across_back_ends_and_batch_sizes(r):
     rng = np.random.default_rng(16)
     idx, val, offset, start, stop, key = random_index(rng, r=r)
@@ -230,8 +230,8 @@ def test_compiled_code_is_cached_in_tmp_when_the_tree_is_read_only(monkeypatch, 
 )
 @pytest.mark.parametrize("r", [5, 8, 20, 24, 31, 50])
 def test_one_query_scan_with_early_exits_equals_the_fallback(index_dtype, value_dtype, r):
-    # The single-query scan sums its first blocks of eight probes in vector registers with no
-    # early-exit check, then checks after every block. With a small k the heap fills at once and
+    # The single-query scan sums chunks of up to four blocks of eight probes in vector registers
+    # and checks for an early exit after each chunk. With a small k the heap fills at once and
     # most rows leave early; hits and their float32 bits must still be the numpy fallback's,
     # exact ties (duplicated rows) and k beyond the number of rows included.
     rng = np.random.default_rng(r)
@@ -251,3 +251,34 @@ def test_one_query_scan_with_early_exits_equals_the_fallback(index_dtype, value_
             if k == 10:
                 want = reference(idx, val, offset, z[:1], start, stop, allowed, key, k, one_hit)
                 assert_matches(run("numba", idx, val, offset, z[:1], start, stop, allowed, key, k, one_hit), want)
+
+
+def order_transcribed(d):
+    """The summation order as docs/design.md states it, one float32 operation at a time: full
+    blocks of eight probes in chunks of four blocks (the last chunk shorter); lane i of a chunk
+    sums the squares of probe i of its blocks in turn; a chunk adds ((L0 + L1) + (L2 + L3)) +
+    ((L4 + L5) + (L6 + L7)) to the row's sum; the r mod 8 last probes are added one by one."""
+    f = np.float32
+    r = len(d)
+    full = r - r % 8
+    total = f(0)
+    for c0 in range(0, full, 32):
+        lanes = [f(0)] * 8
+        for b in range(c0, min(c0 + 32, full), 8):
+            lanes = [f(lanes[i] + f(d[b + i] * d[b + i])) for i in range(8)]
+        total = f(total + f(f(f(lanes[0] + lanes[1]) + f(lanes[2] + lanes[3])) + f(f(lanes[4] + lanes[5]) + f(lanes[6] + lanes[7]))))
+    for j in range(full, r):
+        total = f(total + f(d[j] * d[j]))
+    return total
+
+
+@pytest.mark.parametrize("r", [1, 7, 8, 9, 16, 31, 32, 33, 40, 50, 64, 72, 100])
+def test_summation_order_is_the_documented_one(r):
+    from probelog.core import _compiled
+
+    assert kernels.CHUNK_BLOCKS == _compiled._CHUNK_BLOCKS == 4
+    rng = np.random.default_rng(r)
+    d = (rng.normal(size=(50, r)) * 3).astype(np.float32)
+    got = kernels._sum_sq(d)
+    want = np.array([order_transcribed(row) for row in d], dtype=np.float32)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
