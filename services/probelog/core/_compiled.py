@@ -163,8 +163,7 @@ def _squares8(context: Any, builder: Any, sig: Any, args: Any, j: Any) -> Any:
     first arguments are z, idx, val, row.
 
     The eight query values go into one register by scalar loads (this host's AMD gathers are
-    slower than the loads they replace); uint16 indices come four to a 64-bit load, split by
-    shifts (ALU work instead of load-port work); one subtract and one multiply serve all eight.
+    slower than the loads they replace); one subtract and one multiply serve all eight.
     """
     z_ty, idx_ty, val_ty, row_ty = sig.args[:4]
     i32, i64 = ir.IntType(32), ir.IntType(64)
@@ -175,14 +174,7 @@ def _squares8(context: Any, builder: Any, sig: Any, args: Any, j: Any) -> Any:
 
     a = _decoded8(context, builder, val_ty, entry(val_ty, args[2]))
     indices = entry(idx_ty, args[1])
-    if idx_ty.dtype == types.uint16:
-        words = builder.bitcast(indices, i64.as_pointer())
-        probes = []
-        for w in range(2):
-            word = builder.load(builder.gep(words, [ir.Constant(i64, w)]), align=2)
-            probes += [builder.and_(builder.lshr(word, ir.Constant(i64, 16 * i)), ir.Constant(i64, 0xFFFF)) for i in range(4)]
-    else:
-        probes = [builder.zext(builder.load(builder.gep(indices, [ir.Constant(i64, i)])), i64) for i in range(8)]
+    probes = [builder.zext(builder.load(builder.gep(indices, [ir.Constant(i64, i)])), i64) for i in range(8)]
     zdata = context.make_array(z_ty)(context, builder, args[0]).data
     g = a.type(ir.Undefined)
     for i, t in enumerate(probes):
